@@ -163,7 +163,7 @@ class FakeUpstream:
 
     # -- running -----------------------------------------------------------
     async def start(self) -> int:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
