@@ -1,0 +1,1 @@
+"""ComponentResources of the robot stack; pure helpers live beside them."""
