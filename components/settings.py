@@ -9,6 +9,7 @@ is allowed, before the program registers any resource: nothing is half-deployed 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import json
 import re
@@ -207,8 +208,8 @@ def parse(raw: Mapping[str, str], secret_keys: frozenset[str] = frozenset(), aws
     """Validate raw config (keys without namespace, values as Pulumi holds them: strings)."""
     r = _Reader(raw)
     for key in sorted(set(raw) - set(OPTIONS_BY_KEY)):
-        close = [k for k in OPTIONS_BY_KEY if k.lower() == key.lower()]
-        hint = f"; did you mean {NAMESPACE}:{close[0]}?" if close else f"; known keys: see Pulumi.yaml"
+        close = difflib.get_close_matches(key, list(OPTIONS_BY_KEY), n=1)
+        hint = f"; did you mean {NAMESPACE}:{close[0]}?" if close else "; the known keys are declared in Pulumi.yaml"
         r.problem(key, f"is not a known key{hint}")
     if not aws_region:
         r.problems.append("aws:region: required; set it with: pulumi config set aws:region us-east-1")
