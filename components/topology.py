@@ -9,6 +9,7 @@ import pulumi_aws as aws
 
 from components import images, network
 from components.api_keys import ApiKeys, ApiKeysArgs
+from components.bootstrap import Bootstrap, BootstrapArgs, host_settings
 from components.instance import RobotInstance, RobotInstanceArgs
 from components.security_group import SecurityGroup, SecurityGroupArgs
 from components.settings import NAMESPACE, Settings
@@ -78,6 +79,18 @@ def deploy(settings: Settings) -> dict[str, pulumi.Input]:
         ),
     )
     user = images.ssh_user(settings.os)
+    Bootstrap(
+        "robot-bootstrap",
+        BootstrapArgs(
+            host=node.public_ip,
+            user=user,
+            private_key=deployer.private_key,
+            instance_id=node.instance_id,
+            settings=host_settings(settings, keys.secret_arn, where.region),
+            secret_version_id=keys.version_id,
+        ),
+        opts=pulumi.ResourceOptions(parent=node),
+    )
     return {
         "endpointUrl": pulumi.Output.concat("http://", node.public_ip, "/api/v1/chat"),
         "healthUrl": pulumi.Output.concat("http://", node.public_ip, settings.health_path),

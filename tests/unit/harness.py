@@ -145,6 +145,10 @@ class RobotMocks(pulumi_mocks.Mocks):
                 "publicKeyOpenssh": f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{h} generated\n",
                 "publicKeyFingerprintSha256": f"SHA256:{h}",
             }
+        elif t == "command:remote:Command":
+            rid, state = f"{args.name}-{h}", {"stdout": "", "stderr": ""}
+        elif t == "command:remote:CopyToRemote":
+            rid, state = f"{args.name}-{h}", {}
         elif t in self.overrides:
             rid, state = f"{args.name}-{h}", self.overrides[t](p)
         else:
