@@ -11,9 +11,6 @@ import secrets
 import signal
 import sys
 import time
-from time import perf_counter
-
-from aiohttp import web
 
 from . import __version__
 from ._json import dumps, loads
@@ -21,11 +18,11 @@ from .config import ConfigError, ConfigSource, Settings
 from .history import HistoryStore
 from .models import ModelFiles
 from .ratelimit import RateLimiter, retry_after
-from .reqlog import AccessLog, RequestLog
+from .http import HttpServer
+from .reqlog import RequestLog
 from .upstream import Upstream, UpstreamError
 
 SESSION_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-_JSON = "application/json"
 _HEALTH = b'{"status":"ok"}'
 
 
@@ -33,10 +30,9 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
-def error(request, status: int, code: str, message: str, headers=None) -> web.Response:
-    request["code"] = code
-    return web.Response(status=status, body=dumps({"error": message, "code": code}),
-                        content_type=_JSON, headers=headers)
+def error(req, status: int, code: str, message: str, headers=None):
+    req.code = code
+    return status, dumps({"error": message, "code": code}), headers
 
 
 class Robot:
@@ -67,7 +63,7 @@ class Robot:
             asyncio.create_task(self._every(s.history_flush, self._flush_history)),
             asyncio.create_task(self._every(s.log_flush, self._flush_log)),
             asyncio.create_task(self._every(s.models_poll, self._poll_models)),
-            asyncio.create_task(self._every(30.0, self._sweep)),
+            asyncio.create_task(self._every(5.0, self._sweep)),
         ]
 
     async def close(self) -> None:
@@ -102,6 +98,7 @@ class Robot:
 
     async def _sweep(self) -> None:
         self.limiter.sweep(time.monotonic())
+        self.upstream.sweep()
 
     def _scan_models(self) -> None:
         for name, err in self.models.scan():
@@ -127,13 +124,13 @@ class Robot:
         self.log.flush()
 
     # -- helpers -------------------------------------------------------------
-    def client_of(self, request) -> str:
-        peer = request.remote or ""
+    def client_of(self, req) -> str:
+        peer = req.peer
         if peer in self.trusted:
-            headers = request.headers
-            real = headers.get("X-Real-IP")
+            headers = req.headers
+            real = headers.get("x-real-ip")
             if not real:
-                fwd = headers.get("X-Forwarded-For")
+                fwd = headers.get("x-forwarded-for")
                 if fwd:
                     real = fwd.rsplit(",", 1)[-1]
             if real:
@@ -147,88 +144,81 @@ class Robot:
             return False
         return hmac.compare_digest(_digest(token), self._token_digest)
 
-    # -- handlers --------------------------------------------------------------
-    async def health(self, request):
-        request["t0"] = perf_counter()
-        if request.method not in ("GET", "POST", "HEAD"):
-            return error(request, 405, "method_not_allowed", "use GET or POST")
-        return web.Response(body=_HEALTH, content_type=_JSON)
+    # -- routing and handlers ----------------------------------------------------
+    def handle(self, req):
+        """Route a request; returns a response tuple or a coroutine producing one."""
+        path = req.path
+        if path == "/api/v1/chat":
+            return self.chat(req)
+        if path == "/health":
+            if req.method in ("GET", "POST", "HEAD"):
+                return 200, _HEALTH, None
+            return error(req, 405, "method_not_allowed", "use GET or POST", (("Allow", "GET, POST"),))
+        if path == "/ready":
+            return self.ready(req)
+        return error(req, 404, "not_found", "no such endpoint")
 
-    async def ready(self, request):
-        request["t0"] = perf_counter()
+    def internal_error(self, req, exc):
+        self.log.event("internal_error", "error", error=type(exc).__name__)
+        return error(req, 500, "internal_error", "internal error")
+
+    def ready(self, req):
         ok = self.upstream.ready(self.loop.time(), self.settings.ready_window)
         body = {"status": "ready" if ok else "not_ready"}
         if not ok:
             body["reason"] = ("no_answer_yet" if self.upstream.last_ok is None
                               else "no_recent_answer")
-        return web.Response(status=200 if ok else 503, body=dumps(body), content_type=_JSON)
+        return (200 if ok else 503), dumps(body), None
 
-    async def not_found(self, request):
-        request["t0"] = perf_counter()
-        return error(request, 404, "not_found", "no such endpoint")
-
-    async def chat(self, request):
-        request["t0"] = perf_counter()
-        try:
-            return await self._chat(request)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # never a stack trace to the client
-            self.log.event("internal_error", "error", error=type(exc).__name__)
-            return error(request, 500, "internal_error", "internal error")
-
-    async def _chat(self, request):
-        if request.method != "POST":
-            return error(request, 405, "method_not_allowed", "use POST", {"Allow": "POST"})
-        client = self.client_of(request)
-        request["client"] = client
+    def chat(self, req):
+        """Synchronous checks; only a valid chat turns into a coroutine (upstream call)."""
+        if req.method != "POST":
+            return error(req, 405, "method_not_allowed", "use POST", (("Allow", "POST"),))
+        client = self.client_of(req)
+        req.client = client
         wait = self.limiter.allow(client, time.monotonic())
         if wait:
-            return error(request, 429, "rate_limited", "too many requests",
-                         {"Retry-After": retry_after(wait)})
+            return error(req, 429, "rate_limited", "too many requests",
+                         (("Retry-After", retry_after(wait)),))
 
+        headers = req.headers
         header_token = None
-        auth = request.headers.get("Authorization")
+        auth = headers.get("authorization")
         if auth is not None:
             scheme, _, value = auth.partition(" ")
             header_token = value.strip() if scheme.lower() == "bearer" else ""
             if not self.token_ok(header_token):
-                return error(request, 403, "forbidden", "invalid or missing token")
-
-        length = request.content_length
-        if length is not None and length > self.max_body:
-            return error(request, 413, "body_too_large", f"request body over {self.max_body} bytes")
+                return error(req, 403, "forbidden", "invalid or missing token")
+        # (the HTTP layer already answered 413 for bodies over ROBOT_MAX_BODY_BYTES)
         try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return error(request, 413, "body_too_large", f"request body over {self.max_body} bytes")
-        try:
-            data = loads(raw)
+            data = loads(req.body)
         except ValueError:
-            return error(request, 400, "invalid_json", "body is not valid JSON")
-        if not isinstance(data, dict):
-            return error(request, 400, "invalid_json", "body must be a JSON object")
+            return error(req, 400, "invalid_json", "body is not valid JSON")
+        if type(data) is not dict:
+            return error(req, 400, "invalid_json", "body must be a JSON object")
 
         if header_token is None and not self.token_ok(data.get("token")):
-            return error(request, 403, "forbidden", "invalid or missing token")
+            return error(req, 403, "forbidden", "invalid or missing token")
 
         message = data.get("message")
-        if not isinstance(message, str) or not message.strip():
-            return error(request, 400, "missing_message", "message is missing or empty")
+        if type(message) is not str or not message.strip():
+            return error(req, 400, "missing_message", "message is missing or empty")
         if len(message) > self.max_chars:
-            return error(request, 400, "message_too_long", f"message over {self.max_chars} characters")
+            return error(req, 400, "message_too_long", f"message over {self.max_chars} characters")
 
         session_id = data.get("session_id")
         if session_id is None or session_id == "":
             session_id = secrets.token_hex(16)
             history = []
-        elif isinstance(session_id, str) and SESSION_RE.fullmatch(session_id):
+        elif type(session_id) is str and SESSION_RE.fullmatch(session_id):
             history = self.history.get(session_id)
         else:
-            return error(request, 400, "invalid_session_id",
+            return error(req, 400, "invalid_session_id",
                          "session_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
-        request["session"] = session_id
+        req.session = session_id
+        return self._converse(req, session_id, history, message)
 
+    async def _converse(self, req, session_id, history, message):
         user = {"role": "user", "content": message}
         prompt = self.models.system_prompt
         if prompt:
@@ -238,18 +228,9 @@ class Robot:
         try:
             reply = await self.upstream.complete(messages, self.models.params)
         except UpstreamError as exc:
-            return error(request, exc.status, exc.code, exc.message)
-
+            return error(req, exc.status, exc.code, exc.message)
         self.history.append(session_id, history, user, {"role": "assistant", "content": reply})
-        return web.Response(body=dumps({"reply": reply, "session_id": session_id}), content_type=_JSON)
-
-    def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body, handler_args={"max_field_size": 8190})
-        app.router.add_route("*", "/health", self.health)
-        app.router.add_route("*", "/ready", self.ready)
-        app.router.add_route("*", "/api/v1/chat", self.chat)
-        app.router.add_route("*", "/{tail:.*}", self.not_found)
-        return app
+        return 200, dumps({"reply": reply, "session_id": session_id}), None
 
 
 async def serve(source: ConfigSource, settings: Settings, log: RequestLog) -> int:
@@ -260,21 +241,11 @@ async def serve(source: ConfigSource, settings: Settings, log: RequestLog) -> in
         log.event("start_failed", "error", error=f"{type(exc).__name__}: {exc}"[:300])
         log.close()
         return 1
-    runner = web.AppRunner(
-        robot.make_app(),
-        access_log_class=AccessLog,
-        access_log=log,
-        handle_signals=False,
-        shutdown_timeout=settings.shutdown_timeout,
-        keepalive_timeout=75,
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
+    server = HttpServer(robot.handle, log.access, robot.internal_error, settings.max_body_bytes)
     try:
-        await site.start()
+        await server.start(settings.host, settings.port)
     except OSError as exc:
         log.event("listen_failed", "error", host=settings.host, port=settings.port, error=exc.strerror)
-        await runner.cleanup()
         await robot.close()
         log.close()
         return 1
@@ -291,9 +262,9 @@ async def serve(source: ConfigSource, settings: Settings, log: RequestLog) -> in
 
     await stop.wait()
     log.event("stopping", echo=True, shutdown_timeout=settings.shutdown_timeout)
-    await runner.cleanup()  # stop accepting, let in-flight requests finish (bounded)
+    aborted = await server.shutdown(settings.shutdown_timeout)
     await robot.close()
-    log.event("stopped", echo=True)
+    log.event("stopped", echo=True, aborted_requests=aborted)
     log.close()
     return 0
 

@@ -92,8 +92,8 @@ class Settings:
     history_messages: int = 20
     session_ttl: float = 86400.0
     session_cache: int = 4096
-    rate_limit_rps: float = 20.0
-    rate_limit_burst: float = 40.0
+    rate_limit_rps: float = 60.0
+    rate_limit_burst: float = 120.0
     trusted_proxies: tuple = ("127.0.0.1", "::1")
     # upstream
     upstream_timeout: float = 60.0
@@ -149,8 +149,8 @@ def settings_from(raw: Mapping[str, str], env_file: str) -> Settings:
         history_messages=_num(raw, "ROBOT_HISTORY_MESSAGES", 20, int, 0),
         session_ttl=_num(raw, "ROBOT_SESSION_TTL_SECONDS", 86400.0, float, 0.1),
         session_cache=_num(raw, "ROBOT_SESSION_CACHE", 4096, int, 1),
-        rate_limit_rps=_num(raw, "ROBOT_RATE_LIMIT_RPS", 20.0, float, 0),
-        rate_limit_burst=_num(raw, "ROBOT_RATE_LIMIT_BURST", 40.0, float, 1),
+        rate_limit_rps=_num(raw, "ROBOT_RATE_LIMIT_RPS", 60.0, float, 0),
+        rate_limit_burst=_num(raw, "ROBOT_RATE_LIMIT_BURST", 120.0, float, 1),
         trusted_proxies=trusted,
         upstream_timeout=_num(raw, "ROBOT_UPSTREAM_TIMEOUT", 60.0, float, 0.01),
         upstream_connect_timeout=_num(raw, "ROBOT_UPSTREAM_CONNECT_TIMEOUT", 5.0, float, 0.01),

@@ -19,8 +19,6 @@ import sys
 import time
 from time import perf_counter
 
-from aiohttp.abc import AbstractAccessLogger
-
 from ._json import dumps
 
 _MAX_BUFFER = 1 << 16
@@ -117,33 +115,26 @@ class RequestLog:
             sys.stderr.buffer.write(bytes(view))
             sys.stderr.flush()
 
+    def access(self, req, status: int) -> None:
+        """One line per request (called by the HTTP server after the response is written)."""
+        path = req.path
+        if len(path) > 200:
+            path = path[:200] + "..."
+        rec = {
+            "time": self.now(),
+            "method": req.method,
+            "path": path,
+            "status": status,
+            "latency_ms": round((perf_counter() - req.t0) * 1000, 3),
+            "session": req.session,
+            "client": req.client or req.peer,
+        }
+        if req.code:
+            rec["code"] = req.code
+        self.write(rec)
+
     def close(self) -> None:
         self.flush(check=False)
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-class AccessLog(AbstractAccessLogger):
-    """aiohttp calls log() once per response; ``logger`` is our RequestLog."""
-
-    def log(self, request, response, time):  # noqa: A002 - aiohttp's signature
-        path = request.path
-        if len(path) > 200:
-            path = path[:200] + "..."
-        t0 = request.get("t0")
-        if t0 is not None:
-            time = perf_counter() - t0
-        rec = {
-            "time": self.logger.now(),
-            "method": request.method,
-            "path": path,
-            "status": response.status,
-            "latency_ms": round(time * 1000, 2),
-            "session": request.get("session"),
-            "client": request.get("client"),
-        }
-        code = request.get("code")
-        if code:
-            rec["code"] = code
-        self.logger.write(rec)
