@@ -35,6 +35,7 @@ class RobotInstanceArgs:
     # Secondary private IPs given at creation (the pair's VIP); keepalived moves them later,
     # so the program ignores where AWS reports them afterwards.
     secondary_private_ips: Sequence[str] = field(default_factory=list)
+    vip_movable: bool = False  # a pair member: keepalived moves the VIP on and off this host
     detailed_monitoring: bool = True
 
 
@@ -60,7 +61,7 @@ class RobotInstance(pulumi.ComponentResource):
         # The AMI comes from a "latest image" parameter: a newer image must not replace a
         # running host on the next `pulumi up` (roll hosts deliberately instead).
         ignored = ["ami"]
-        if args.secondary_private_ips:
+        if args.vip_movable:
             ignored.append("secondaryPrivateIps")
         self.instance = aws.ec2.Instance(
             f"{name}-instance",

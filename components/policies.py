@@ -61,3 +61,37 @@ def secret_write(secret_arn: str) -> str:
 
 def managed_policy_arn(partition: str, name: str) -> str:
     return f"arn:{partition}:iam::aws:policy/{name}"
+
+
+def vip_failover(partition: str, region: str, account: str, eni_ids: list[str], allocation_id: str) -> str:
+    """keepalived's notify script moves the VIP and its EIP between the pair's ENIs only.
+
+    Describe calls cannot be scoped to resources in IAM, so they are the only "*" statement.
+    """
+    enis = [f"arn:{partition}:ec2:{region}:{account}:network-interface/{eni}" for eni in eni_ids]
+    eip = f"arn:{partition}:ec2:{region}:{account}:elastic-ip/{allocation_id}"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "MoveVipBetweenPairInterfaces",
+                    "Effect": "Allow",
+                    "Action": ["ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+                    "Resource": enis,
+                },
+                {
+                    "Sid": "MovePairElasticIp",
+                    "Effect": "Allow",
+                    "Action": ["ec2:AssociateAddress", "ec2:DisassociateAddress"],
+                    "Resource": [eip, *enis],
+                },
+                {
+                    "Sid": "ReadPlacement",
+                    "Effect": "Allow",
+                    "Action": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeAddresses"],
+                    "Resource": "*",
+                },
+            ],
+        }
+    )
