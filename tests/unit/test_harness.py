@@ -1,0 +1,33 @@
+"""The harness itself: it cannot let a test pass on something that never happened."""
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+import harness
+
+
+def test_a_lookup_of_an_unregistered_resource_fails():
+    run = harness.run(program=lambda: None)
+    assert run.error is None and run.registrations == []
+    with pytest.raises(AssertionError):
+        run.resource("aws:ec2/instance:Instance")
+
+
+def test_additional_secret_outputs_come_back_secret():
+    def program():
+        pulumi.export("plain", "x")
+        key = aws.ec2.KeyPair("k", public_key="ssh-ed25519 AAAA")
+        pulumi.export("arn", key.arn)
+        pulumi.export("hidden", pulumi.Output.secret("y"))
+
+    run = harness.run(program=program)
+    assert run.error is None, run.error
+    assert run.outputs["plain"] == harness.Output("x", False)
+    assert run.outputs["hidden"] == harness.Output("y", True)
+    assert not run.outputs["arn"].secret
+
+
+def test_an_unmodelled_resource_type_is_an_error_not_a_silent_pass():
+    run = harness.run(program=lambda: aws.s3.Bucket("b"))
+    assert isinstance(run.error, NotImplementedError) and "aws:s3/bucket:Bucket" in str(run.error)
