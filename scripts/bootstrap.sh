@@ -4,14 +4,17 @@
 # Runs scripts/steps/NN-*.sh in order; each is idempotent and can be run alone.
 set -euo pipefail
 
-usage() { echo "usage: $0 [--source DIR] [--settings FILE] [--only STEP]..." >&2; exit 2; }
+usage() { echo "usage: $0 [--source DIR] [--settings FILE] [--only STEP]... [--skip STEP]..." >&2; exit 2; }
 
+# STEP is a step's file name without .sh, with or without its number (60-nginx or nginx).
 only=()
+skip=()
 while (($#)); do
     case $1 in
         --source) ROBOT_SOURCE=$(cd "${2:?}" && pwd); shift 2 ;;
         --settings) settings_arg=$(realpath "${2:?}"); shift 2 ;;
         --only) only+=("${2:?}"); shift 2 ;;
+        --skip) skip+=("${2:?}"); shift 2 ;;
         *) usage ;;
     esac
 done
@@ -30,11 +33,17 @@ fi
 load_settings
 
 started=${EPOCHREALTIME/./}
+# matches NAME LIST...: NAME (NN-word) is in LIST as NN-word or word.
+matches() {
+    local name=$1
+    shift
+    [[ " $* " == *" $name "* || " $* " == *" ${name#[0-9][0-9]-} "* ]]
+}
+
 for step in "$SCRIPTS_DIR"/steps/[0-9][0-9]-*.sh; do
     name=$(basename "$step" .sh)
-    if ((${#only[@]})) && [[ " ${only[*]} " != *" $name "* && " ${only[*]} " != *" ${name#[0-9][0-9]-} "* ]]; then
-        continue
-    fi
+    if ((${#only[@]})) && ! matches "$name" "${only[@]}"; then continue; fi
+    if ((${#skip[@]})) && matches "$name" "${skip[@]}"; then continue; fi
     if ! bash "$step"; then
         echo "[robot-bootstrap] bootstrap stopped: step $name failed (see the FAILED line above)" >&2
         exit 1

@@ -14,12 +14,16 @@ if is_true "$ROBOT_GPU"; then
     gpu_args="--gpus all"
 fi
 template=robot.service
-[[ -n $ROBOT_IMAGE ]] && template=robot-image.service
+docker=/usr/bin/docker
+if [[ -n $ROBOT_IMAGE ]]; then
+    template=robot-image.service
+    docker=$(command -v docker || echo /usr/bin/docker)
+fi
 
 unit=$UNIT_DIR/robot.service
 action="unchanged"
 if render "$template" "$unit" --set "ROBOT_LISTEN=$listen" --set "PRIVATE_DEVICES=$private_devices" \
-    --set "DOCKER_GPU_ARGS=$gpu_args" --set "ROBOT_USER=$ROBOT_USER" --set "ROBOT_GROUP=$ROBOT_GROUP"; then
+    --set "DOCKER_GPU_ARGS=$gpu_args" --set "DOCKER=$docker" --set "ROBOT_USER=$ROBOT_USER" --set "ROBOT_GROUP=$ROBOT_GROUP"; then
     action="written"
     system systemctl daemon-reload
     touch "$RESTART_MARKER"
