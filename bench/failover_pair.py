@@ -197,8 +197,12 @@ class Pair:
         os.killpg(node.keepalived.pid, sig)
 
     def reap_keepalived(self, node: Node) -> None:
+        """Wait for a signalled keepalived to finish exiting (killing it if it hangs)."""
         assert node.keepalived is not None
-        self.lab.stop(node.keepalived, signal.SIGKILL, timeout=10)
+        try:
+            node.keepalived.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.lab.stop(node.keepalived, signal.SIGKILL)
         node.keepalived = None
 
     # -- observation ----------------------------------------------------------------------------
