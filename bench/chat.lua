@@ -5,6 +5,7 @@
 --                    request starts a new session (default 1000)
 --   BENCH_DELAY_MS   pause after each response, per connection (default 0 = closed loop;
 --                    1000 = the guide's "1 request/s per user" with one connection per user)
+--   BENCH_USERS      connections per thread whose first pause is given a random phase
 --   BENCH_HEALTH_EVERY  every Nth request is GET /health instead (default 0 = never)
 -- done() prints one line "BENCH_JSON {...}" with counts, errors and latency percentiles (us).
 
@@ -16,6 +17,10 @@ local counter = 0
 local tid = 0
 local threads = {}
 local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}
+
+function init(args)
+  math.randomseed(tid * 7919 + 17)
+end
 
 function setup(thread)
   thread:set("tid", #threads + 1)
@@ -37,8 +42,17 @@ function request()
   return wrk.format("POST", "/api/v1/chat", headers, body)
 end
 
+-- Pacing: the first pause of each connection gets a random phase in [0, delay), so the
+-- users are spread over the second like independent users rather than arriving in one
+-- burst; after that every user waits exactly delay_ms after each response.
+local users = tonumber(os.getenv("BENCH_USERS") or "0")
+local delays = 0
 if delay_ms > 0 then
   function delay()
+    delays = delays + 1
+    if delays <= users then
+      return delay_ms + math.random(0, delay_ms - 1)
+    end
     return delay_ms
   end
 end

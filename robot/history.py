@@ -44,7 +44,7 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=5000")
-    conn.execute("PRAGMA cache_size=-8000")  # 8 MiB page cache, bounded
+    conn.execute("PRAGMA cache_size=-2000")  # 2 MiB page cache per connection, bounded
     return conn
 
 
