@@ -149,21 +149,23 @@ class Node:
     def nginx_argv(self, *extra: str) -> list[str]:
         return ["nginx", "-c", str(self.main_nginx_conf()), "-p", f"{self.run_dir}/", "-e", f"{self.run_dir}/error.log", *extra]
 
-    def start(self, host: Host) -> None:
+    def start(self, host: Host) -> dict[str, subprocess.Popen]:
         """Fake upstream, the robot as the rendered unit runs it, and nginx; waits until they answer."""
         log = open(self.run_dir / "services.log", "ab")
-        host.popen([PYTHON, "-m", "bench.fake_upstream", "--port", str(UPSTREAM_PORT)], cwd=str(REPO), stdout=log, stderr=log)
+        procs = {}
+        procs["upstream"] = host.popen([PYTHON, "-m", "bench.fake_upstream", "--port", str(UPSTREAM_PORT)], cwd=str(REPO), stdout=log, stderr=log)
         self.provide_venv_python()
         unit = self.unit()
         # Started as root: the test interpreter may live where the unit's user cannot reach
         # (e.g. under /root); what that user needs is checked by as_unit_user() instead.
         robot = shlex.split(unit["ExecStart"])
-        host.popen(robot, cwd=unit["WorkingDirectory"], env=dict(os.environ, **unit["env"]), stdout=log, stderr=log)
-        host.popen(self.nginx_argv("-g", "daemon off;"), stdout=log, stderr=log)
+        procs["robot"] = host.popen(robot, cwd=unit["WorkingDirectory"], env=dict(os.environ, **unit["env"]), stdout=log, stderr=log)
+        procs["nginx"] = host.popen(self.nginx_argv("-g", "daemon off;"), stdout=log, stderr=log)
         port = self.settings["ROBOT_PORT"]
         wait_for(lambda: host.call(_get, f"http://127.0.0.1:{UPSTREAM_PORT}/_stats"), timeout=30, what="fake upstream")
         wait_for(lambda: host.call(_get, f"http://127.0.0.1:{port}/health"), timeout=30, what=f"robot ({self.services_log()})")
         wait_for(lambda: host.call(_get, "http://127.0.0.1/health"), timeout=30, what="nginx")
+        return procs
 
     def as_unit_user(self, argv: list[str]) -> subprocess.CompletedProcess:
         """Run argv with the rendered unit's User/Group, as systemd would start the robot."""

@@ -54,20 +54,22 @@ def request(url: str, body: dict | None = None, auth: tuple[str, str] | None = N
         return status, raw.decode(errors="replace")
 
 
-def hold_connections(count: int) -> list[socket.socket]:
+def hold_connections(count: int, forwarded_for: str = "") -> list[socket.socket]:
     """Open `count` connections that each keep a request in progress: headers sent, body not.
     nginx counts them against limit_conn while it waits for the body."""
     held = []
+    xff = f"X-Forwarded-For: {forwarded_for}\r\n" if forwarded_for else ""
     for _ in range(count):
         sock = socket.create_connection((NODE_IP, 80), timeout=5)
-        sock.sendall(b"POST /health HTTP/1.1\r\nHost: robot\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+        sock.sendall(f"POST /health HTTP/1.1\r\nHost: robot\r\n{xff}Content-Length: 100\r\n\r\n".encode())
         held.append(sock)
     return held
 
 
-def status_of_new_connection() -> int:
+def status_of_new_connection(forwarded_for: str = "") -> int:
+    xff = f"X-Forwarded-For: {forwarded_for}\r\n" if forwarded_for else ""
     with socket.create_connection((NODE_IP, 80), timeout=5) as sock:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: robot\r\nConnection: close\r\n\r\n")
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: robot\r\n{xff}Connection: close\r\n\r\n".encode())
         return int(sock.recv(64).split()[1])
 
 
@@ -140,6 +142,40 @@ def test_node_serves_through_nginx_and_second_bootstrap_changes_nothing(node_dir
             for sock in held:
                 sock.close()
         wait_for(lambda: client.call(status_of_new_connection) == 200, timeout=10, what="the limit to free up")
+
+
+def test_limits_key_on_the_client_behind_the_load_balancer_and_selfcheck_names_the_cause(node_dir):
+    """Balanced topology: the client namespace plays the ALB (a trusted proxy), so the limit
+    counts the address in X-Forwarded-For; then, with the robot stopped, the self-check fails
+    pointing at the robot."""
+    require_root()
+    with Lab() as lab:
+        node_host = lab.add_host("node", NODE_IP)
+        alb = lab.add_host("client", CLIENT_IP)
+        aws = AwsEmulator(lab.add_host("aws", AWS_IP))
+        aws.start()
+        arn = aws.client("secretsmanager").create_secret(Name="robot/api-keys", SecretString=json.dumps(SECRET))["ARN"]
+        node = Node(node_dir, settings={"ROBOT_SECRET_ID": arn, "ROBOT_TOPOLOGY": "balanced",
+                                        "ROBOT_TRUSTED_PROXIES": f"{CLIENT_IP}/32", "ROBOT_DDOS_CONN_PER_IP": str(CONN_LIMIT)},
+                    env={**CREDENTIALS, "AWS_ENDPOINT_URL": aws.endpoint})
+        node.bootstrap("--skip", "selfcheck", host=node_host)
+        procs = node.start(node_host)
+
+        held = alb.call(hold_connections, CONN_LIMIT, "198.51.100.1")
+        try:
+            wait_for(lambda: alb.call(status_of_new_connection, "198.51.100.1") == 429, timeout=10,
+                     what="the busy client behind the ALB to be limited")
+            # Another client through the same ALB is not affected.
+            assert alb.call(status_of_new_connection, "198.51.100.2") == 200
+        finally:
+            for sock in held:
+                sock.close()
+
+        lab.stop(procs["robot"])
+        node.extra_env["ROBOT_SELFCHECK_TIMEOUT"] = "2"
+        result = node.bootstrap("--only", "selfcheck", host=node_host, check=False)
+        assert result.returncode != 0
+        assert "HTTP 502" in result.stderr and "systemctl status robot" in result.stderr
 
 
 def _uid(name: str) -> int:
