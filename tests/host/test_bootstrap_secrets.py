@@ -111,3 +111,24 @@ def test_init_token_stores_a_new_token_and_never_prints_it(lab, node_dir):
     assert f"ROBOT_TOKEN={token}" in node.path("/opt/robot/config/.env").read_text().splitlines()
     assert token not in result.stdout + result.stderr and "Secrets Manager" in result.stdout
     assert ("secretsmanager", "PutSecretValue") in [c[:2] for c in aws.calls()]
+
+
+def test_fetch_uses_the_instance_role_from_imdsv2(lab, node_dir):
+    """No credentials in the environment: boto3 gets the role's from (fake) IMDSv2, as on EC2."""
+    host, aws = lab
+    arn = aws.client("secretsmanager").create_secret(Name="robot/imds", SecretString=json.dumps(SECRET))["ARN"]
+    imds = host.popen([PYTHON, str(SCRIPTS.parent / "tests/host/fake_imds.py"), "--port", "8169", "--region", "us-east-1",
+                       "--instance-id", "i-0robot", "--mac", "0e:00:00:00:00:01", "--eni", "eni-0robot",
+                       "--local-ipv4", NODE_IP])
+    node = Node(node_dir, settings={"ROBOT_SECRET_ID": arn},
+                env={"AWS_ENDPOINT_URL": aws.endpoint, "ROBOT_IMDS_ENDPOINT": "http://127.0.0.1:8169"})
+    env = node.env()
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        env.pop(key, None)
+    try:
+        result = host.run(["bash", str(SCRIPTS / "bootstrap.sh"), "--source", str(SCRIPTS.parent), "--settings",
+                           str(node.settings_file), "--only", "base", "--only", "secrets"], check=False, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    finally:
+        host.lab.stop(imds)
+    assert f"ROBOT_TOKEN={SECRET['ROBOT_TOKEN']}" in node.path("/opt/robot/config/.env").read_text().splitlines()
