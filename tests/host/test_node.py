@@ -182,3 +182,23 @@ def _uid(name: str) -> int:
     import pwd
 
     return pwd.getpwnam(name).pw_uid
+
+
+def test_pair_bootstrap_runs_the_keepalived_installer_and_reruns_cleanly(node_dir):
+    """Pair topology: step 75 hands over to scripts/keepalived/install.sh; a second run of the
+    whole bootstrap changes no file, keepalived's included."""
+    require_root()
+    with Lab() as lab:
+        host = lab.add_host("node", NODE_IP)
+        pair = {"ROBOT_TOPOLOGY": "pair", "ROBOT_PAIR_ROLE": "primary", "ROBOT_SELF_IP": NODE_IP,
+                "ROBOT_PEER_IP": "10.77.0.12", "ROBOT_VIP": "10.77.0.100", "ROBOT_VRRP_ADVERT_INTERVAL": "0.1",
+                "ROBOT_VRRP_ROUTER_ID": "51", "ROBOT_EIP_ALLOCATION_ID": "eipalloc-0test", "ROBOT_ENI_ID": "eni-0a",
+                "ROBOT_PEER_ENI_ID": "eni-0b"}
+        node = Node(node_dir, settings=pair, env={"AWS_ENDPOINT_URL": "http://127.0.0.1:1"})
+        first = node.bootstrap("--skip", "secrets", "--skip", "selfcheck", host=host)
+        assert "75-keepalived: keepalived configured" in first.stdout
+        assert "vrrp - 10.77.0.12" in node.path("/etc/robot/firewall.rules").read_text().splitlines()
+        assert node.path("/etc/keepalived/keepalived.conf").exists()
+        before = node.snapshot()
+        node.bootstrap("--skip", "secrets", "--skip", "selfcheck", host=host)
+        assert node.snapshot() == before, "the second pair bootstrap changed files"
