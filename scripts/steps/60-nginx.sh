@@ -36,9 +36,8 @@ render nginx-robot.conf "$NGINX_DIR/conf.d/robot.conf" "${vars[@]}" && changed+=
 remove_file "$NGINX_DIR/sites-enabled/default" && changed+=(-sites-enabled/default)
 
 if [[ $ROBOT_SKIP_SYSTEM != 1 ]]; then
-    if ((${#changed[@]})); then
-        nginx -t -q || die "nginx -t rejects the rendered site (see above); nothing reloaded"
-    fi
+    # Always tested, so a site left broken by an earlier run keeps failing loudly.
+    nginx -t -q || die "nginx -t rejects the configuration (see above); nothing reloaded"
     systemctl is-enabled --quiet nginx || systemctl enable --quiet nginx
     if ! systemctl is-active --quiet nginx; then
         systemctl start nginx
