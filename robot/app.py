@@ -241,7 +241,9 @@ async def serve(source: ConfigSource, settings: Settings, log: RequestLog) -> in
         log.event("start_failed", "error", error=f"{type(exc).__name__}: {exc}"[:300])
         log.close()
         return 1
-    server = HttpServer(robot.handle, log.access, robot.internal_error, settings.max_body_bytes)
+    server = HttpServer(robot.handle, log.access, robot.internal_error, settings.max_body_bytes,
+                        keepalive_timeout=settings.keepalive_timeout,
+                        request_timeout=settings.request_timeout)
     try:
         await server.start(settings.host, settings.port)
     except OSError as exc:

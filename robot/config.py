@@ -106,6 +106,8 @@ class Settings:
     upstream_secret_header: str = "X-API-Secret"
     # lifecycle
     shutdown_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+    request_timeout: float = 30.0
     models_poll: float = 2.0
     ready_window: float = 300.0
     log_flush: float = 0.5
@@ -129,9 +131,16 @@ def settings_from(raw: Mapping[str, str], env_file: str) -> Settings:
     g = raw.get
     proxies = g("ROBOT_TRUSTED_PROXIES")
     trusted = tuple(p.strip() for p in (proxies if proxies is not None else "127.0.0.1,::1").split(",") if p.strip())
+    for key in ("ROBOT_TOKEN", "API_KEY", "API_SECRET", "ROBOT_UPSTREAM_SECRET_HEADER"):
+        value = g(key) or ""
+        if any(c in value for c in "\r\n\0") or (key != "ROBOT_TOKEN" and not (value.isascii() and value.isprintable())):
+            raise ConfigError(f"{key} contains control or non-ASCII characters")  # never echo it
+    header = g("ROBOT_UPSTREAM_SECRET_HEADER") or "X-API-Secret"
+    if not all(c.isalnum() or c == "-" for c in header):
+        raise ConfigError("ROBOT_UPSTREAM_SECRET_HEADER must be a header name (letters, digits, -)")
     upstream_url = g("ROBOT_UPSTREAM_URL") or DEFAULT_UPSTREAM_URL
     if not upstream_url.startswith(("http://", "https://")):
-        raise ConfigError(f"ROBOT_UPSTREAM_URL must start with http:// or https://")
+        raise ConfigError("ROBOT_UPSTREAM_URL must start with http:// or https://")
     return Settings(
         host=g("ROBOT_HOST") or "0.0.0.0",
         port=_num(raw, "ROBOT_PORT", 18789, int, 0),
@@ -161,6 +170,8 @@ def settings_from(raw: Mapping[str, str], env_file: str) -> Settings:
         upstream_max_pending=_num(raw, "ROBOT_UPSTREAM_MAX_PENDING", 1024, int, 0),
         upstream_secret_header=g("ROBOT_UPSTREAM_SECRET_HEADER") or "X-API-Secret",
         shutdown_timeout=_num(raw, "ROBOT_SHUTDOWN_TIMEOUT", 10.0, float, 0),
+        keepalive_timeout=_num(raw, "ROBOT_KEEPALIVE_TIMEOUT_SECONDS", 75.0, float, 0.1),
+        request_timeout=_num(raw, "ROBOT_REQUEST_TIMEOUT_SECONDS", 30.0, float, 0.1),
         models_poll=_num(raw, "ROBOT_MODELS_POLL_SECONDS", 2.0, float, 0.05),
         ready_window=_num(raw, "ROBOT_READY_WINDOW_SECONDS", 300.0, float, 0.1),
         log_flush=_num(raw, "ROBOT_LOG_FLUSH_SECONDS", 0.5, float, 0.01),
