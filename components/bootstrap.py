@@ -72,6 +72,7 @@ def host_settings(
         "ROBOT_MODEL": settings.model,
         "ROBOT_IMAGE": settings.robot_image or "",
         "ROBOT_BASIC_AUTH": str(settings.basic_auth).lower(),
+        "ROBOT_EXPOSE_PORT": str(settings.expose_robot_port).lower(),
         "ROBOT_SECRET_ID": secret_arn,
         "AWS_REGION": region,
         "ROBOT_ALLOWED_CIDRS": " ".join(settings.allowed_cidrs),

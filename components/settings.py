@@ -67,6 +67,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("robotPort", "integer", 18789, "Port the robot listens on (the guide's 18789)."),
     Option("healthPath", "string", "/health", "Robot health endpoint path (load balancer and self-checks)."),
     Option("robotImage", "string", None, "Container image of an operator's own robot; unset runs the bundled robot/."),
+    Option("exposeRobotPort", "boolean", True, "Open robotPort itself (the guide's http://IP:18789) besides nginx on 80/443; false keeps the robot on loopback behind nginx."),
     Option("basicAuth", "boolean", False, "Put nginx basic auth in front of the robot (password in Secrets Manager)."),
     Option("certificateArn", "string", None, "ACM certificate ARN for the ALB's HTTPS listener (balanced only)."),
     Option("tokenRotationDays", "integer", 30, "Access-token rotation period in days (the guide: monthly)."),
@@ -101,6 +102,7 @@ class Settings:
     robot_port: int
     health_path: str
     robot_image: str | None
+    expose_robot_port: bool
     basic_auth: bool
     certificate_arn: str | None
     token_rotation_days: int
@@ -120,7 +122,7 @@ class Settings:
     @property
     def ingress_ports(self) -> tuple[int, ...]:
         """Ports opened to allowedCidrs, in order."""
-        return (80, 443, self.robot_port)
+        return (80, 443, self.robot_port) if self.expose_robot_port else (80, 443)
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -261,6 +263,13 @@ def parse(raw: Mapping[str, str], secret_keys: frozenset[str] = frozenset(), aws
     health_path = r.string("healthPath", _pattern(r"/[A-Za-z0-9._~/-]*", "a path starting with / (letters, digits, . _ ~ / -)"))
     robot_image = r.string("robotImage", _pattern(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", "a container image reference such as registry/robot:1.2"))
     basic_auth = r.boolean("basicAuth")
+    expose_robot_port = r.boolean("exposeRobotPort")
+    if basic_auth and expose_robot_port:
+        r.problem(
+            "exposeRobotPort",
+            f"true would let clients reach the robot on port {robot_port} without nginx's basic auth; "
+            "set robot:exposeRobotPort false when robot:basicAuth is true",
+        )
     certificate_arn = r.string(
         "certificateArn", _pattern(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+", "an ACM certificate ARN")
     )
@@ -325,6 +334,7 @@ def parse(raw: Mapping[str, str], secret_keys: frozenset[str] = frozenset(), aws
         robot_port=robot_port,
         health_path=health_path,
         robot_image=robot_image,
+        expose_robot_port=expose_robot_port,
         basic_auth=basic_auth,
         certificate_arn=certificate_arn,
         token_rotation_days=token_rotation_days,

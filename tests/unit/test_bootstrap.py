@@ -78,7 +78,7 @@ def test_triggers_cover_files_settings_secret_version_and_instance():
 
 
 def test_settings_file_is_the_host_contract_without_secrets():
-    run = _run({"basicAuth": "true"})
+    run = _run({"basicAuth": "true", "exposeRobotPort": "false"})
     final = run.resource(COMMAND, "robot-bootstrap-run")
     text = final.props["triggers"][2]
     values = dict(line.split("=", 1) for line in text.splitlines())
@@ -87,6 +87,7 @@ def test_settings_file_is_the_host_contract_without_secrets():
     assert values["ROBOT_SECRET_ID"] == secret_arn
     assert values["ROBOT_PORT"] == "18789" and values["ROBOT_HEALTH_PATH"] == "/health"
     assert values["ROBOT_BASIC_AUTH"] == "true" and values["ROBOT_TOPOLOGY"] == "single"
+    assert values["ROBOT_EXPOSE_PORT"] == "false"
     assert values["ROBOT_DDOS_RPS"] == "1000" and values["ROBOT_DDOS_CONN_PER_IP"] == "500"
     assert values["ROBOT_ALLOWED_CIDRS"] == "203.0.113.0/24" and values["AWS_REGION"] == harness.REGION
     token = harness.plain(run.resource("random:index/randomPassword:RandomPassword", "keys-token").state["result"])

@@ -36,6 +36,8 @@ def test_security_group_resources():
     ssh = [r.props for r in ingress if r.props["fromPort"] == 22]
     assert [p["cidrIpv4"] for p in ssh] == ["198.51.100.7/32"]
     v6 = [r.props for r in ingress if "cidrIpv6" in r.props]
+    closed = harness.run({"exposeRobotPort": "false"})
+    assert {r.props["fromPort"] for r in closed.of_type(INGRESS)} == {22, 80, 443}
     assert {p["fromPort"] for p in v6} == {80, 443, 18789}
     assert {r.props.get("cidrIpv4") or r.props.get("cidrIpv6") for r in run.of_type(EGRESS)} == {"0.0.0.0/0", "::/0"}
 
@@ -68,7 +70,7 @@ def test_token_keepers_follow_the_rotation_period(monkeypatch):
 
 
 def test_secret_document_and_recovery_window():
-    run = harness.run({"basicAuth": "true", "secretRecoveryDays": "0"})
+    run = harness.run({"basicAuth": "true", "exposeRobotPort": "false", "secretRecoveryDays": "0"})
     assert run.error is None, run.error
     secret = run.resource("aws:secretsmanager/secret:Secret")
     assert secret.props["recoveryWindowInDays"] == 0

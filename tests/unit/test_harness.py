@@ -3,6 +3,7 @@
 import pulumi
 import pulumi_aws as aws
 import pytest
+from pulumi.runtime import mocks as pulumi_mocks
 
 import harness
 
@@ -28,6 +29,10 @@ def test_additional_secret_outputs_come_back_secret():
     assert not run.outputs["arn"].secret
 
 
-def test_an_unmodelled_resource_type_is_an_error_not_a_silent_pass():
-    run = harness.run(program=lambda: aws.s3.Bucket("b"))
-    assert isinstance(run.error, NotImplementedError) and "aws:s3/bucket:Bucket" in str(run.error)
+def test_an_unmodelled_resource_type_or_invoke_is_an_error_not_a_silent_pass():
+    mocks = harness.RobotMocks()
+    resource = pulumi_mocks.MockResourceArgs("aws:s3/bucket:Bucket", "b", {}, provider="", resource_id="", custom=True)
+    with pytest.raises(NotImplementedError, match="aws:s3/bucket:Bucket"):
+        mocks.new_resource(resource)
+    with pytest.raises(NotImplementedError, match="aws:s3/getBucket:getBucket"):
+        mocks.call(pulumi_mocks.MockCallArgs("aws:s3/getBucket:getBucket", {}, ""))

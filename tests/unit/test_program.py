@@ -65,7 +65,7 @@ def _plain_strings(value, path=""):
 
 
 def test_no_secret_in_plain_text_anywhere():
-    run = harness.run({"basicAuth": "true", "sshPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIoperator op@laptop"},
+    run = harness.run({"basicAuth": "true", "exposeRobotPort": "false", "sshPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIoperator op@laptop"},
                       {"sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nOPERATORKEY\n"})
     assert run.error is None, run.error
     passwords = [r.state["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")]

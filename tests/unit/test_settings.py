@@ -18,7 +18,12 @@ def test_defaults_from_the_minimal_config():
     assert (s.instance_type, s.os, s.root_volume_gib, s.robot_port) == ("t3.medium", "ubuntu-24.04", 30, 18789)
     assert (s.ddos_requests_per_second, s.ddos_connections_per_ip, s.ddos_window_seconds) == (1000, 500, 60)
     assert (s.token_rotation_days, s.secret_recovery_days, s.vrrp_advert_interval) == (30, 7, 0.1)
-    assert s.ingress_ports == (80, 443, 18789)
+    assert s.ingress_ports == (80, 443, 18789) and s.expose_robot_port
+
+
+def test_robot_port_can_stay_behind_nginx():
+    s = settings.parse(dict(MINIMAL, exposeRobotPort="false", basicAuth="true"), SECRET_KEYS)
+    assert s.ingress_ports == (80, 443) and s.basic_auth
 
 
 def test_pulumi_yaml_defaults_mean_unset():
@@ -75,6 +80,7 @@ BAD = [
     ({"subnetIds": '["subnet-0123456789abcdef0"]'}, {}, "robot:subnetIds", "robot:vpcId"),
     ({"upstreamUrl": "ftp://example.com/v1"}, {}, "robot:upstreamUrl", "http(s)://"),
     ({"ami": "ami-xyz"}, {}, "robot:ami", "ami-0123456789abcdef0"),
+    ({"basicAuth": "true"}, {}, "robot:exposeRobotPort", "without nginx's basic auth"),
     ({"topology": "balanced", "subnetIds": '["subnet-0123456789abcdef0"]', "vpcId": "vpc-0123456789abcdef0"}, {}, "robot:subnetIds", "two availability zones"),
 ]
 
