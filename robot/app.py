@@ -78,14 +78,19 @@ class Robot:
         self.log.flush()
 
     async def _every(self, interval: float, fn) -> None:
+        last_error, last_logged = None, 0.0
         while True:
             await asyncio.sleep(interval)
             try:
                 await fn()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # keep housekeeping alive, say what broke
-                self.log.event("housekeeping_error", "error", task=fn.__name__, error=f"{type(exc).__name__}: {exc}"[:300])
+            except Exception as exc:  # keep housekeeping alive, say what broke (not 20x/s)
+                text = f"{type(exc).__name__}: {exc}"[:300]
+                now = time.monotonic()
+                if text != last_error or now - last_logged > 60.0:
+                    self.log.event("housekeeping_error", "error", task=fn.__name__, error=text)
+                    last_error, last_logged = text, now
 
     async def _flush_history(self) -> None:
         await self.history.flush()

@@ -27,6 +27,8 @@ from email.utils import formatdate
 
 import httptools
 
+from ._json import dumps
+
 MAX_HEAD = 16384
 MAX_PIPELINE = 16
 
@@ -112,6 +114,8 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
+        if self.peer.startswith("::ffff:"):  # IPv4 client on a dual-stack socket
+            self.peer = self.peer[7:]
         self.srv.connections.add(self)
         if self.srv.stopping:
             transport.close()
@@ -277,8 +281,6 @@ class HttpProtocol(asyncio.Protocol):
         """Answer a request we could not parse or accept, then close the connection."""
         if self.closed:
             return
-        from ._json import dumps
-
         req = Request("-", self.url[:200].decode("latin-1").partition("?")[0] or "-", b"", {}, b"",
                       self.peer, getattr(self, "t0", time.perf_counter()), False, self)
         req.code = code

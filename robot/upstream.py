@@ -47,7 +47,7 @@ class UpstreamError(Exception):
 
 class _Conn(asyncio.Protocol):
     __slots__ = ("parser", "transport", "waiter", "status", "retry_after", "body", "size",
-                 "closed", "done", "last_used", "no_length")
+                 "closed", "done", "last_used", "no_length", "target")
 
     def __init__(self):
         self.parser = httptools.HttpResponseParser(self)
@@ -205,6 +205,7 @@ class Upstream:
             self.loop.create_connection(_Conn, host, port, ssl=self._ssl if secure else None,
                                         server_hostname=host if secure else None),
             self._connect_timeout)
+        conn.target = (host, port, secure)
         return conn
 
     async def complete(self, messages: list, params: dict | None = None) -> str:
@@ -254,7 +255,7 @@ class Upstream:
             return conn.status, body, conn.retry_after
         finally:
             if conn is not None:
-                if reusable:
+                if reusable and conn.target == self._target:  # not if the URL was reloaded
                     conn.waiter = None
                     conn.last_used = self.loop.time()
                     self._idle.append(conn)

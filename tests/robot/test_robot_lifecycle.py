@@ -231,3 +231,23 @@ def test_sigterm_bounds_a_stuck_request(make_robot, upstream):
         code = None
     t.join(15)
     assert code == 0
+
+
+def test_sighup_switches_upstream_url_and_model(robot, upstream):
+    from bench.fake_upstream import FakeUpstream
+
+    other = FakeUpstream(reply="from the second upstream")
+    other.start_in_thread()
+    try:
+        assert robot.chat().json["reply"] == "echo: hello"
+        robot.write_env({"ROBOT_TOKEN": TOKEN, "API_KEY": API_KEY, "API_SECRET": API_SECRET,
+                         "ROBOT_UPSTREAM_URL": other.url + "/chat/completions", "ROBOT_MODEL": "m2"})
+        robot.signal(signal.SIGHUP)
+        assert wait_for(lambda: robot.chat().json.get("reply") == "from the second upstream")
+        before = upstream.count
+        for _ in range(3):  # pooled connections to the old upstream are not reused
+            assert robot.chat().json["reply"] == "from the second upstream"
+        assert upstream.count == before
+        assert other.requests[-1]["json"]["model"] == "m2"
+    finally:
+        other.stop()
