@@ -222,7 +222,16 @@ class Pair:
             last = [line for line in master.log_lines() if "failover done" in line or "nothing to do" in line]
             return master if last and _after_last_master(master) else None
 
-        return wait_for(settled, timeout=timeout, interval=0.1, what="one master with AWS done, one backup")
+        try:
+            return wait_for(settled, timeout=timeout, interval=0.1, what="one master with AWS done, one backup")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; now: {self.summary()}") from None
+
+    def summary(self) -> str:
+        """Each node's VIP, keepalived state and last failover log line, for failure messages."""
+        return "; ".join(
+            f"{n.name}: vip={n.has_vip()} state={n.state() or '?'} keepalived={'up' if n.keepalived else 'down'} "
+            f"last log={(n.log_lines() or ['-'])[-1]!r}" for n in self.nodes.values())
 
 
 
