@@ -209,7 +209,7 @@ class Pair:
     def owners(self) -> set[str]:
         return {name for name, node in self.nodes.items() if node.has_vip()}
 
-    def wait_settled(self, timeout: float = 30) -> Node:
+    def wait_settled(self, timeout: float = 45) -> Node:
         """Exactly one node has the VIP, reports MASTER and has finished with AWS; the other is BACKUP."""
         def settled() -> Node | None:
             owners = self.owners()

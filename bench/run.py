@@ -315,13 +315,16 @@ def main(argv=None) -> int:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     mode = "none" if args.no_nginx else args.nginx
-    with Stack(nginx=mode, nginx_workers=args.nginx_workers) as stack:
-        if args.what in ("profile", "all"):
+    # each run on a fresh stack: a new robot process and an empty database
+    if args.what in ("profile", "all"):
+        with Stack(nginx=mode, nginx_workers=args.nginx_workers) as stack:
             run_profile(stack, 600 if args.full else (args.duration or 60))
-        if args.what in ("saturation", "all"):
-            run_saturation(stack, args.duration or 10 if args.what == "saturation" else 10,
-                           [int(c) for c in args.connections.split(",")])
-        if args.what in ("memory", "all"):
+    if args.what in ("saturation", "all"):
+        with Stack(nginx=mode, nginx_workers=args.nginx_workers) as stack:
+            step = args.duration if (args.duration and args.what == "saturation") else 10
+            run_saturation(stack, step, [int(c) for c in args.connections.split(",")])
+    if args.what in ("memory", "all"):
+        with Stack(nginx=mode, nginx_workers=args.nginx_workers) as stack:
             run_memory(stack, args.requests)
     return 0
 

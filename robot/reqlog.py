@@ -4,9 +4,10 @@ Lines are appended to an in-memory buffer and written with one write() every
 ``flush`` seconds (or when 64 KiB accumulate), so logging costs a dict and a
 serialisation per request rather than a syscall. At each flush the path is stat()ed;
 if the file was renamed or removed (logrotate without copytruncate), it is reopened,
-so the guide's rotation rules work with or without a postrotate SIGHUP. SIGHUP also
-reopens. If the file cannot be opened the lines go to stderr (journald) and the open
-is retried at the next flush.
+so rotation works with or without a postrotate SIGHUP; with copytruncate the O_APPEND
+descriptor just continues at the new end of the file. SIGHUP also reopens. If the file
+cannot be opened the lines go to stderr (journald) and the open is retried at the next
+flush.
 
 What is logged: time, method, path (no query string), status, latency_ms, session,
 client, code. Never the token, API keys, request or reply bodies.
@@ -47,6 +48,13 @@ class RequestLog:
                 sys.stderr.write(f"robot: cannot open log file {self.path}: {exc.strerror}; logging to stderr\n")
                 sys.stderr.flush()
                 self._warned = True
+            if self.fd is not None:  # don't keep writing into a rotated-away file
+                try:
+                    os.close(self.fd)
+                except OSError:
+                    pass
+                self.fd = None
+                self._ident = None
             return False
         old, self.fd = self.fd, fd
         st = os.fstat(fd)

@@ -251,3 +251,24 @@ def test_sighup_switches_upstream_url_and_model(robot, upstream):
         assert other.requests[-1]["json"]["model"] == "m2"
     finally:
         other.stop()
+
+
+def test_log_survives_copytruncate(robot):
+    robot.chat(session_id="before-truncate")
+    assert wait_for(lambda: any(l.get("session") == "before-truncate" for l in robot.log_lines()))
+    with open(robot.log_file, "r+b") as fh:  # what logrotate's copytruncate does
+        fh.truncate(0)
+    robot.chat(session_id="after-truncate")
+    assert wait_for(lambda: any(l.get("session") == "after-truncate" for l in robot.log_lines()))
+    data = robot.log_file.read_bytes()
+    assert not data.startswith(b"\0")  # O_APPEND: no hole where the old content was
+    assert b"before-truncate" not in data
+
+
+def test_unwritable_log_falls_back_to_stderr(make_robot, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    robot = make_robot(env={"ROBOT_LOG_FILE": str(blocker / "robot.log")})
+    robot.chat(session_id="to-stderr")
+    assert wait_for(lambda: "to-stderr" in robot.stderr())
+    assert "cannot open log file" in robot.stderr()
