@@ -269,8 +269,12 @@ def main(argv: list[str]) -> int:
     if args.command == "watch":
         watch(failover, args.fifo)
         return 0
-    outcome = failover.claim("reconcile")
-    return 0 if outcome in ("unchanged", "moved", "backed-off") else 1
+    try:
+        failover.claim("reconcile")
+    except Exception as exc:  # noqa: BLE001 - one log line, and systemd records the failed run
+        log(f"reconcile: failed: {exc!r}")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
