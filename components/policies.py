@@ -64,8 +64,10 @@ def managed_policy_arn(partition: str, name: str) -> str:
 
 
 def vip_failover(partition: str, region: str, account: str, eni_ids: list[str], allocation_id: str) -> str:
-    """keepalived's notify script moves the VIP and its EIP between the pair's ENIs only.
+    """keepalived's failover program moves the VIP and its EIP between the pair's ENIs only.
 
+    Exactly the calls scripts/keepalived/vip_failover.py makes: it re-assigns and re-associates
+    (--allow-reassignment / --allow-reassociation) and never needs unassign or disassociate.
     Describe calls cannot be scoped to resources in IAM, so they are the only "*" statement.
     """
     enis = [f"arn:{partition}:ec2:{region}:{account}:network-interface/{eni}" for eni in eni_ids]
@@ -77,13 +79,13 @@ def vip_failover(partition: str, region: str, account: str, eni_ids: list[str], 
                 {
                     "Sid": "MoveVipBetweenPairInterfaces",
                     "Effect": "Allow",
-                    "Action": ["ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+                    "Action": "ec2:AssignPrivateIpAddresses",
                     "Resource": enis,
                 },
                 {
                     "Sid": "MovePairElasticIp",
                     "Effect": "Allow",
-                    "Action": ["ec2:AssociateAddress", "ec2:DisassociateAddress"],
+                    "Action": "ec2:AssociateAddress",
                     "Resource": [eip, *enis],
                 },
                 {

@@ -97,6 +97,8 @@ def test_failover_policy_is_scoped_to_the_pair():
     doc = json.loads(run.resource("aws:iam/policy:Policy", "pair-failover").props["policy"])
     eni_arns = sorted(f"arn:aws:ec2:{harness.REGION}:{harness.ACCOUNT}:network-interface/{e}" for e in enis)
     by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    assert by_sid["MoveVipBetweenPairInterfaces"]["Action"] == "ec2:AssignPrivateIpAddresses"
+    assert by_sid["MovePairElasticIp"]["Action"] == "ec2:AssociateAddress"
     assert sorted(by_sid["MoveVipBetweenPairInterfaces"]["Resource"]) == eni_arns
     assert sorted(by_sid["MovePairElasticIp"]["Resource"]) == sorted([f"arn:aws:ec2:{harness.REGION}:{harness.ACCOUNT}:elastic-ip/{allocation}", *eni_arns])
     assert by_sid["ReadPlacement"]["Resource"] == "*"
