@@ -80,19 +80,18 @@ class ApiKeys(pulumi.ComponentResource):
             secret_string=pulumi.Output.secret(pulumi.Output.json_dumps(document)),
             opts=child,
         )
-        self.read_policy = aws.iam.Policy(
-            f"{name}-read",
-            description="Read the robot's secret (GetSecretValue on it only)",
-            policy=self.secret.arn.apply(policies.secret_read),
-            tags=tags(name),
-            opts=child,
-        )
-        self.write_policy = aws.iam.Policy(
-            f"{name}-token-write",
-            description="Store a new robot token (init_token.sh): PutSecretValue on the robot's secret only",
-            policy=self.secret.arn.apply(policies.secret_write),
-            tags=tags(name),
-            opts=child,
+        self.read_policy, self.write_policy = (
+            aws.iam.Policy(
+                f"{name}-{suffix}",
+                description=description,
+                policy=self.secret.arn.apply(document_for),
+                tags=tags(name),
+                opts=child,
+            )
+            for suffix, description, document_for in (
+                ("read", "Read the robot's secret (GetSecretValue on it only)", policies.secret_read),
+                ("token-write", "Store a new robot token (init_token.sh): PutSecretValue on the robot's secret only", policies.secret_write),
+            )
         )
         self.secret_arn = self.secret.arn
         self.version_id = self.version.version_id

@@ -25,38 +25,18 @@ def assume_role(service_dns_suffix: str) -> str:
     )
 
 
+def _allow(sid: str, action: str, resource: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": sid, "Effect": "Allow", "Action": action, "Resource": resource}]})
+
+
 def secret_read(secret_arn: str) -> str:
     """The host reads its keys and token; nothing else."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "ReadRobotSecret",
-                    "Effect": "Allow",
-                    "Action": "secretsmanager:GetSecretValue",
-                    "Resource": secret_arn,
-                }
-            ],
-        }
-    )
+    return _allow("ReadRobotSecret", "secretsmanager:GetSecretValue", secret_arn)
 
 
 def secret_write(secret_arn: str) -> str:
     """init_token.sh on the host stores a new token as a new version of the same secret."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "RotateRobotToken",
-                    "Effect": "Allow",
-                    "Action": "secretsmanager:PutSecretValue",
-                    "Resource": secret_arn,
-                }
-            ],
-        }
-    )
+    return _allow("RotateRobotToken", "secretsmanager:PutSecretValue", secret_arn)
 
 
 def managed_policy_arn(partition: str, name: str) -> str:
