@@ -24,7 +24,8 @@ Endpoints (full mode):
     GET  .../models                      -> a one-model list
     GET  /_requests                      -> the last 200 completion requests
                                             [{"path","headers","json"}]
-    GET  /_stats                         -> {"count": completions seen, "state": {...}}
+    GET  /_stats                         -> {"count": completions seen, "max_inflight": most
+                                            delayed completions at once, "state": {...}}
     POST /_control  {"delay", "fail_status", "fail_count", "retry_after", "bad_json_count",
                      "reply", "api_key"}      -> change behaviour (omitted keys unchanged)
     POST /_reset                         -> clear recorded requests, counters and failures
@@ -84,6 +85,8 @@ class FakeUpstream:
         self.state = dict(DEFAULT_STATE, **state)
         self.requests: collections.deque = collections.deque(maxlen=200)
         self.count = 0
+        self.inflight = 0
+        self.max_inflight = 0
         self._runner = None
         self._thread = None
         self._loop = None
@@ -99,7 +102,12 @@ class FakeUpstream:
         self.count += 1
         self.requests.append({"path": request.path, "headers": dict(request.headers), "json": body})
         if st["delay"]:
-            await asyncio.sleep(st["delay"])
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+            try:
+                await asyncio.sleep(st["delay"])
+            finally:
+                self.inflight -= 1
         if st["api_key"] is not None and request.headers.get("Authorization") != f"Bearer {st['api_key']}":
             return web.json_response({"error": {"message": "bad key"}}, status=401)
         if st["fail_count"]:
@@ -133,7 +141,8 @@ class FakeUpstream:
         return web.json_response(list(self.requests))
 
     async def stats(self, request):
-        return web.json_response({"count": self.count, "state": self.state})
+        return web.json_response({"count": self.count, "max_inflight": self.max_inflight,
+                                  "state": self.state})
 
     async def control(self, request):
         data = await request.json()
@@ -149,6 +158,7 @@ class FakeUpstream:
     def reset_sync(self):
         self.requests.clear()
         self.count = 0
+        self.max_inflight = 0
         self.state.update(DEFAULT_STATE)
 
     def app(self) -> web.Application:

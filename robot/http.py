@@ -152,8 +152,12 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError:
             self.error = self.error or (400, "bad_http", "malformed HTTP request")
         if self.error is not None:
-            status, code, message = self.error
-            self.fail(status, code, message)
+            if self.busy or self.queue:
+                # answer the earlier pipelined requests first, then this error (in order)
+                self._pause()
+                self._dispatch()
+                return
+            self.fail(*self.error)
             return
         if self.queue and not self.busy:
             self._dispatch()
@@ -237,6 +241,9 @@ class HttpProtocol(asyncio.Protocol):
                 task = self.loop.create_task(result)
                 task.add_done_callback(lambda t, req=req: self._done(req, t))
                 return
+        if self.error is not None and not self.busy and not self.queue:
+            self.fail(*self.error)
+            return
         if not self.queue and not self.paused_write:
             self._resume()
 
@@ -248,7 +255,7 @@ class HttpProtocol(asyncio.Protocol):
         except BaseException as exc:  # includes cancellation at shutdown
             result = self.srv.on_internal_error(req, exc)
         self.send(req, result)
-        if self.queue:
+        if self.queue or self.error is not None:
             self._dispatch()
         elif not self.paused_write:
             self._resume()

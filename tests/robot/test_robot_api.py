@@ -204,3 +204,37 @@ def test_forwarding_headers_ignored_from_untrusted_peer(make_robot):
     lines = wait_for(lambda: [l for l in robot.log_lines() if l.get("path") == "/api/v1/chat"][-3:]
                      if len([l for l in robot.log_lines() if l.get("path") == "/api/v1/chat"]) >= 3 else None)
     assert {l["client"] for l in lines} == {"127.0.0.1"}
+
+
+def _concurrent_chats(robot, n):
+    import threading
+
+    results = [None] * n
+
+    def one(i):
+        results[i] = robot.chat(f"c{i}")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_concurrency_cap_limits_parallel_upstream_calls(make_robot, upstream):
+    robot = make_robot(env={"ROBOT_UPSTREAM_CONCURRENCY": "2"})
+    upstream.state.update(delay=0.4)
+    results = _concurrent_chats(robot, 6)
+    assert [r.status for r in results] == [200] * 6
+    assert upstream.max_inflight == 2
+
+
+def test_overload_beyond_pending_bound_is_503(make_robot, upstream):
+    robot = make_robot(env={"ROBOT_UPSTREAM_CONCURRENCY": "1", "ROBOT_UPSTREAM_MAX_PENDING": "1"})
+    upstream.state.update(delay=1.0)
+    results = _concurrent_chats(robot, 5)
+    statuses = sorted(r.status for r in results)
+    assert statuses.count(200) >= 2 and 503 in statuses, statuses
+    assert all(r.json["code"] == "overloaded" for r in results if r.status == 503)
+    assert upstream.max_inflight == 1

@@ -126,3 +126,12 @@ def test_control_characters_in_keys_refused_at_start(make_robot):
     assert robot.proc.wait(15) == 2
     assert "API_KEY contains control" in robot.stderr()
     assert "abc" not in robot.stderr()
+
+
+def test_pipelined_garbage_after_a_slow_chat_is_answered_in_order(robot, upstream):
+    upstream.state.update(delay=0.3)
+    out = raw_exchange(robot.port, chat_bytes("first") + b"NOT HTTP AT ALL\r\n\r\n")
+    first = out.find(b"HTTP/1.1 200")
+    second = out.find(b"HTTP/1.1 400")
+    assert 0 <= first < second, out
+    assert b"echo: first" in out
