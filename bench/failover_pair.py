@@ -236,10 +236,17 @@ class Pair:
 
 
 def _after_last_master(node: Node) -> bool:
-    """The failover program finished (done or nothing to do) after keepalived's last MASTER event."""
+    """The failover program finished after keepalived's last MASTER event, its delayed verify too.
+
+    The verify claim runs VERIFY_AFTER seconds after the takeover; until it has, the node may
+    still call AWS (on moto it always re-associates), which a test must not mistake for a
+    call caused by its next event.
+    """
     lines = node.log_lines()
     last_master = max((i for i, line in enumerate(lines) if "keepalived: INSTANCE" in line and "MASTER" in line), default=-1)
-    return any("failover done" in line or "nothing to do" in line for line in lines[last_master + 1:])
+    after = lines[last_master + 1:]
+    finished = [line for line in after if "failover done" in line or "nothing to do" in line]
+    return any(" verify: " in line for line in finished)
 
 
 def _read_pid(path: str) -> int | None:
