@@ -39,12 +39,12 @@ CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);
 """
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, cache_kib: int) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=5000")
-    conn.execute("PRAGMA cache_size=-2000")  # 2 MiB page cache per connection, bounded
+    conn.execute(f"PRAGMA cache_size=-{cache_kib}")  # bounded page cache
     return conn
 
 
@@ -62,12 +62,14 @@ class HistoryStore:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="robot-history")
         self._last_sweep = 0.0
         self.errors = 0
+        self.max_backlog = 20000
+        self._drained: asyncio.Event | None = None
 
     def open(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        self._writer = _connect(self.path)
+        self._writer = _connect(self.path, 2048)
         self._writer.executescript(_SCHEMA)
-        self._reader = _connect(self.path)
+        self._reader = _connect(self.path, 2048)
         try:
             os.chmod(self.path, 0o600)
         except OSError:
@@ -94,6 +96,17 @@ class HistoryStore:
         return entry[1]
 
     # -- writes ----------------------------------------------------------
+    def backlogged(self) -> bool:
+        """More queued rows than the writer should have to catch up on (disk too slow)."""
+        return len(self._pending) > self.max_backlog
+
+    async def wait_drained(self) -> None:
+        """Back-pressure: wait for the running flush to finish (bounds queued rows)."""
+        if self._drained is None:
+            self._drained = asyncio.Event()
+        self._drained.clear()
+        await self._drained.wait()
+
     def append(self, session_id: str, history: list, *messages: dict) -> list:
         """Store history + messages, trimmed to the bound; returns the stored list."""
         new = history + list(messages)
@@ -112,14 +125,20 @@ class HistoryStore:
             cache.popitem(last=False)
 
     def _write_batch(self, batch: dict, sweep_before: float | None) -> None:
+        # The whole batch is bound as ONE JSON parameter and upserted by one statement:
+        # sqlite3 releases the GIL while a statement runs, so the writer thread needs the
+        # GIL a handful of times per batch instead of once per row (with the event loop
+        # busy, every GIL hand-over can wait up to the 5 ms switch interval).
+        payload = dumps([[sid, e[0], e[1]] for sid, e in batch.items()]).decode()
         conn = self._writer
-        rows = [(sid, e[0], dumps(e[1]).decode()) for sid, e in batch.items()]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(
-                "INSERT INTO sessions(id, updated, history) VALUES (?, ?, ?) "
+            conn.execute(
+                "INSERT INTO sessions(id, updated, history) "
+                "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+                "json_extract(value, '$[2]') FROM json_each(?) WHERE true "
                 "ON CONFLICT(id) DO UPDATE SET updated = excluded.updated, history = excluded.history",
-                rows,
+                (payload,),
             )
             if sweep_before is not None:
                 conn.execute("DELETE FROM sessions WHERE updated < ?", (sweep_before,))
@@ -148,6 +167,8 @@ class HistoryStore:
             raise
         finally:
             self._inflight = {}
+            if self._drained is not None:
+                self._drained.set()
         if sweep_before is not None:
             for sid in [s for s, e in self._cache.items() if e[0] < sweep_before]:
                 del self._cache[sid]
