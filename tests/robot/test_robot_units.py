@@ -78,3 +78,24 @@ def test_history_store_bounds_cache_and_persistence(tmp_path):
         store.close()
 
     asyncio.run(run())
+
+
+def test_history_backpressure_when_the_writer_lags(tmp_path):
+    async def run():
+        store = HistoryStore(str(tmp_path / "b.db"), max_messages=4, ttl=3600)
+        store.open()
+        store.max_backlog = 3
+        for i in range(5):
+            store.append(f"s{i}", [], {"role": "user", "content": str(i)})
+        assert store.backlogged()
+        waiter = asyncio.ensure_future(store.wait_drained())
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        await store.flush()
+        await asyncio.wait_for(waiter, 5)
+        assert not store.backlogged()
+        store._cache.clear()
+        assert [m["content"] for m in store.get("s4")] == ["4"]
+        store.close()
+
+    asyncio.run(run())
