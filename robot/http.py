@@ -83,7 +83,7 @@ class _Date:
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("srv", "loop", "parser", "transport", "peer", "url", "headers", "body",
                  "body_size", "head_size", "error", "queue", "busy", "closed", "msg_start",
-                 "last_active", "in_message", "paused_write", "paused_read", "t0", "expect_sent")
+                 "last_active", "in_message", "paused_write", "paused_read", "t0", "expect_sent", "eof")
 
     def __init__(self, srv: "HttpServer"):
         self.srv = srv
@@ -98,6 +98,7 @@ class HttpProtocol(asyncio.Protocol):
         self.paused_write = False
         self.paused_read = False
         self.error = None
+        self.eof = False
         self.last_active = self.loop.time()
         self._reset()
 
@@ -163,7 +164,11 @@ class HttpProtocol(asyncio.Protocol):
             self._dispatch()
 
     def eof_received(self):
-        return False  # close our side too
+        # the client half-closed: answer what it already sent, then close
+        self.eof = True
+        if self.busy or self.queue:
+            return True
+        return False
 
     # -- parser callbacks ----------------------------------------------------
     def on_message_begin(self):
@@ -266,7 +271,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.closed:
             srv.log_access(req, status)
             return
-        keep = req.keep_alive and not srv.stopping
+        keep = req.keep_alive and not srv.stopping and not (self.eof and not self.queue)
         parts = [_status_line(status), b"Server: robot\r\n", _Date.get(),
                  b"Content-Type: application/json\r\nContent-Length: ", str(len(body)).encode(), b"\r\n"]
         if headers:

@@ -135,3 +135,17 @@ def test_pipelined_garbage_after_a_slow_chat_is_answered_in_order(robot, upstrea
     second = out.find(b"HTTP/1.1 400")
     assert 0 <= first < second, out
     assert b"echo: first" in out
+
+
+def test_half_closed_client_still_gets_its_answer(robot, upstream):
+    upstream.state.update(delay=0.2)
+    with socket.create_connection(("127.0.0.1", robot.port), timeout=5) as s:
+        s.sendall(chat_bytes("half"))
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and b"echo: half" in data
