@@ -20,7 +20,6 @@ import pulumi
 
 NAMESPACE = "robot"
 TOPOLOGIES = ("single", "pair", "balanced")
-AVAILABLE_TOPOLOGIES = ("single", "pair")  # balanced (ALB + WAF) is designed but not built yet
 OSES = ("ubuntu-24.04", "ubuntu-22.04", "debian-12", "al2023")
 RESERVED_PORTS = {22: "SSH", 80: "HTTP (nginx)", 443: "HTTPS (nginx)"}
 WAF_WINDOWS = (60, 120, 300, 600)  # the only evaluation windows a WAFv2 rate-based rule accepts
@@ -218,8 +217,6 @@ def parse(raw: Mapping[str, str], secret_keys: frozenset[str] = frozenset(), aws
         r.problems.append("aws:region: required; set it with: pulumi config set aws:region us-east-1")
 
     topology = r.choice("topology", TOPOLOGIES)
-    if topology not in AVAILABLE_TOPOLOGIES:
-        r.problem("topology", f"{topology!r} is not available in this version yet; allowed: {', '.join(AVAILABLE_TOPOLOGIES)}")
 
     allowed = r.array("allowedCidrs")
     if allowed is None and "allowedCidrs" not in raw:

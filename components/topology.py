@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components import images, network
+from components import images, load_balancer, network
 from components.api_keys import ApiKeys, ApiKeysArgs
 from components.bootstrap import Bootstrap, BootstrapArgs, host_settings
 from components.instance import RobotInstance, RobotInstanceArgs
@@ -46,6 +46,7 @@ class Common:
     keys: ApiKeys
     deployer: DeployerKey
     sg: SecurityGroup
+    lb_sg: SecurityGroup | None
 
     def node_args(self, subnet_id: str) -> RobotInstanceArgs:
         return RobotInstanceArgs(
@@ -61,7 +62,9 @@ class Common:
         )
 
     def host_settings(self) -> dict[str, pulumi.Input[str]]:
-        return host_settings(self.settings, self.keys.secret_arn, self.where.region)
+        # Behind the ALB, nginx trusts X-Forwarded-For from inside the VPC only.
+        proxies = self.net.vpc_cidr if self.lb_sg else ""
+        return host_settings(self.settings, self.keys.secret_arn, self.where.region, trusted_proxies=proxies)
 
     @property
     def ssh_user(self) -> str:
@@ -101,23 +104,37 @@ def common(settings: Settings) -> Common:
             private_key=config.get_secret("sshPrivateKey") if settings.has_ssh_private_key else None,
         ),
     )
+    lb_sg = None
+    if settings.topology == "balanced":
+        lb_sg = SecurityGroup(
+            "lb",
+            SecurityGroupArgs(
+                vpc_id=net.vpc_id,
+                allowed_cidrs=settings.allowed_cidrs,
+                ssh_cidrs=(),
+                ports=load_balancer.listen_ports(settings.certificate_arn),
+                description="robot load balancer",
+            ),
+        )
     sg = SecurityGroup(
         "robot",
         SecurityGroupArgs(
             vpc_id=net.vpc_id,
             allowed_cidrs=settings.allowed_cidrs,
             ssh_cidrs=settings.ssh_cidrs,
-            ports=settings.ingress_ports,
+            # Behind the ALB only nginx's port is opened, and only to the ALB's group.
+            ports=(load_balancer.TARGET_PORT,) if lb_sg else settings.ingress_ports,
             vrrp=settings.topology == "pair",
+            lb_security_group_id=lb_sg.id if lb_sg else None,
         ),
     )
-    return Common(settings, platform(), net, keys, deployer, sg)
+    return Common(settings, platform(), net, keys, deployer, sg, lb_sg)
 
 
-def single(c: Common) -> dict:
-    node = RobotInstance("robot", c.node_args(c.net.subnet_ids[0]))
+def _bootstrapped_node(c: Common, name: str, subnet_id: str) -> RobotInstance:
+    node = RobotInstance(name, c.node_args(subnet_id))
     Bootstrap(
-        "robot-bootstrap",
+        f"{name}-bootstrap",
         BootstrapArgs(
             host=node.public_ip,
             user=c.ssh_user,
@@ -128,7 +145,42 @@ def single(c: Common) -> dict:
         ),
         opts=pulumi.ResourceOptions(parent=node),
     )
+    return node
+
+
+def single(c: Common) -> dict:
+    node = _bootstrapped_node(c, "robot", c.net.subnet_ids[0])
     return c.outputs(node.public_ip, node.instance_id, [node.public_ip], node.public_ip)
+
+
+def balanced(c: Common) -> dict:
+    subnets = c.net.subnet_ids
+    # Spread the nodes round-robin over the subnets (one per availability zone by default).
+    nodes = [_bootstrapped_node(c, f"robot-{i}", subnets[i % len(subnets)]) for i in range(c.settings.instance_count)]
+    lb = load_balancer.LoadBalancer(
+        "lb",
+        load_balancer.LoadBalancerArgs(
+            vpc_id=c.net.vpc_id,
+            subnet_ids=subnets,
+            security_group_id=c.lb_sg.id,
+            instance_ids=[n.instance_id for n in nodes],
+            health_path=c.settings.health_path,
+            certificate_arn=c.settings.certificate_arn,
+            ddos_requests_per_second=c.settings.ddos_requests_per_second,
+            ddos_window_seconds=c.settings.ddos_window_seconds,
+        ),
+    )
+    outputs = c.outputs(lb.dns_name, nodes[0].instance_id, [n.public_ip for n in nodes], nodes[0].public_ip)
+    outputs.update(
+        {
+            "endpointUrl": pulumi.Output.concat(lb.base_url, "/api/v1/chat"),
+            "healthUrl": pulumi.Output.concat(lb.base_url, c.settings.health_path),
+            "loadBalancerDnsName": lb.dns_name,
+            "instanceIds": pulumi.Output.all(*[n.instance_id for n in nodes]),
+        }
+    )
+    del outputs["publicIp"]  # an ALB has no fixed address: use loadBalancerDnsName
+    return outputs
 
 
 def pair(c: Common) -> dict:
@@ -160,7 +212,7 @@ def pair(c: Common) -> dict:
     return outputs
 
 
-TOPOLOGIES = {"single": single, "pair": pair}
+TOPOLOGIES = {"single": single, "pair": pair, "balanced": balanced}
 
 
 def deploy(settings: Settings) -> dict[str, pulumi.Input]:

@@ -145,6 +145,20 @@ class RobotMocks(pulumi_mocks.Mocks):
                 "publicKeyOpenssh": f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{h} generated\n",
                 "publicKeyFingerprintSha256": f"SHA256:{h}",
             }
+        elif t == "aws:lb/loadBalancer:LoadBalancer":
+            rid = arn("elasticloadbalancing", f"loadbalancer/app/{args.name}/{h[-16:]}")
+            state = {"arn": rid, "dnsName": f"{args.name}-{h[-8:]}.{REGION}.elb.amazonaws.com", "zoneId": "Z35SXDOTRQ7X7K"}
+        elif t == "aws:lb/targetGroup:TargetGroup":
+            rid = arn("elasticloadbalancing", f"targetgroup/{args.name}/{h[-16:]}")
+            state = {"arn": rid, "arnSuffix": f"targetgroup/{args.name}/{h[-16:]}"}
+        elif t == "aws:lb/listener:Listener":
+            rid = arn("elasticloadbalancing", f"listener/app/{h}")
+            state = {"arn": rid}
+        elif t in ("aws:lb/targetGroupAttachment:TargetGroupAttachment", "aws:wafv2/webAclAssociation:WebAclAssociation"):
+            rid, state = f"{args.name}-{h}", {}
+        elif t == "aws:wafv2/webAcl:WebAcl":
+            rid = f"{h[:8]}-{h[8:12]}-4000-8000-{h[-12:]}"
+            state = {"arn": arn("wafv2", f"regional/webacl/{args.name}/{rid}"), "capacity": 2}
         elif t == "command:remote:Command":
             rid, state = f"{args.name}-{h}", {"stdout": "", "stderr": ""}
         elif t == "command:remote:CopyToRemote":
@@ -274,6 +288,8 @@ def run(
     mocks = mocks or RobotMocks()
     monitor = RecordingMonitor(mocks)
     asyncio.set_event_loop(asyncio.new_event_loop())
+    # A fresh root stack per run: otherwise outputs exported by an earlier run would linger.
+    pulumi.runtime.settings.ROOT.set(None)
     pulumi_mocks.set_mocks(mocks, project="robot", stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(all_config, [f"robot:{k}" for k in secret_values])
     root = pulumi.runtime.settings.get_root_resource()

@@ -29,6 +29,12 @@ def test_additional_secret_outputs_come_back_secret():
     assert not run.outputs["arn"].secret
 
 
+def test_runs_do_not_share_outputs():
+    harness.run(program=lambda: pulumi.export("first", "1"))
+    second = harness.run(program=lambda: pulumi.export("second", "2"))
+    assert set(second.outputs) == {"second"}
+
+
 def test_an_unmodelled_resource_type_or_invoke_is_an_error_not_a_silent_pass():
     mocks = harness.RobotMocks()
     resource = pulumi_mocks.MockResourceArgs("aws:s3/bucket:Bucket", "b", {}, provider="", resource_id="", custom=True)
