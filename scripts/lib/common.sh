@@ -71,6 +71,16 @@ detect_os() {
     esac
     if [[ $OS_FAMILY == debian ]]; then NGINX_GROUP=www-data; else NGINX_GROUP=nginx; fi
     NGINX_GROUP=${ROBOT_NGINX_GROUP:-$NGINX_GROUP}
+    # The robot needs Python >= 3.11; where the system python3 is older (Ubuntu 22.04: 3.10,
+    # al2023: 3.9) the distribution's python3.11 package runs the app venv instead.
+    local version
+    # shellcheck disable=SC1090
+    version=$(. "$file" && echo "${ID:-}-${VERSION_ID:-}")
+    case $version in
+        ubuntu-22.04) APP_PYTHON=python3.11 APP_PYTHON_PACKAGES=(python3.11 python3.11-venv) ;;
+        amzn-2023) APP_PYTHON=python3.11 APP_PYTHON_PACKAGES=(python3.11) ;;
+        *) APP_PYTHON=python3 APP_PYTHON_PACKAGES=() ;;
+    esac
 }
 
 # Installs the packages that are missing (no package-manager call when none is).

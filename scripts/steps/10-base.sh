@@ -15,7 +15,7 @@ else
     packages+=(python3 firewalld)
     if [[ -n $ROBOT_IMAGE ]]; then packages+=(docker); fi
 fi
-system install_packages "${packages[@]}"
+system install_packages "${packages[@]}" "${APP_PYTHON_PACKAGES[@]}"
 
 changes=()
 if ! system id -u "$ROBOT_USER" >/dev/null 2>&1; then

@@ -5,6 +5,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
 load_settings
+detect_os
 
 changes=()
 src=$ROBOT_SOURCE/robot
@@ -26,7 +27,7 @@ requirements=("boto3>=1.28")
 [[ -n $ROBOT_IMAGE ]] || mapfile -t -O 1 requirements < <(grep -Ev '^\s*(#|$)' "$src/requirements.txt")
 stamp=$(printf '%s\n' "${requirements[@]}" | sha256sum | cut -d' ' -f1)
 if [[ $ROBOT_SKIP_SYSTEM != 1 && $(cat "$VENV_DIR/.robot-requirements" 2>/dev/null) != "$stamp" ]]; then
-    python3 -m venv "$VENV_DIR"
+    "$APP_PYTHON" -m venv "$VENV_DIR"
     "$VENV_DIR/bin/pip" install -q --disable-pip-version-check "${requirements[@]}"
     echo "$stamp" >"$VENV_DIR/.robot-requirements"
     changes+=("venv")

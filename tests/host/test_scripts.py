@@ -136,3 +136,21 @@ def test_firewall_refuses_to_lock_out_ssh(node_dir):
     node = Node(node_dir, settings={"ROBOT_SSH_CIDRS": ""}, env={"ROBOT_USER": "daemon", "ROBOT_GROUP": "daemon"})
     result = node.bootstrap("--only", "firewall", check=False)
     assert result.returncode != 0 and "ROBOT_SSH_CIDRS is empty" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "os_release,python,packages",
+    [
+        ('ID=ubuntu\nVERSION_ID="24.04"\n', "python3", ""),
+        ('ID=ubuntu\nID_LIKE=debian\nVERSION_ID="22.04"\n', "python3.11", "python3.11 python3.11-venv"),
+        ('ID=debian\nVERSION_ID="12"\n', "python3", ""),
+        ('ID="amzn"\nID_LIKE="fedora"\nVERSION_ID="2023"\n', "python3.11", "python3.11"),
+    ],
+)
+def test_app_python_is_at_least_3_11_on_every_supported_os(tmp_path, os_release, python, packages):
+    """The robot needs Python >= 3.11: older system pythons get the distribution's python3.11."""
+    (tmp_path / "os-release").write_text(os_release)
+    script = f'. "{SCRIPTS}/lib/common.sh"; detect_os; echo "$APP_PYTHON|${{APP_PYTHON_PACKAGES[*]:-}}"'
+    env = dict(os.environ, ROBOT_OS_RELEASE=str(tmp_path / "os-release"), ROBOT_ROOT=str(tmp_path / "root"))
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"{python}|{packages}"
