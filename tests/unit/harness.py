@@ -265,7 +265,33 @@ def _resolve_outputs(stack: Any) -> dict[str, Output]:
     return _sync_await(resolve())
 
 
+_cache: dict[tuple, Run] = {}
+
+
 def run(
+    config: dict[str, str] | None = None,
+    secrets: dict[str, str] | None = None,
+    *,
+    base: bool = True,
+    program: Callable[[], None] | None = None,
+    aws_region: str | None = REGION,
+    mocks: RobotMocks | None = None,
+    stack: str = "dev",
+    fresh: bool = False,
+) -> Run:
+    """`execute()`, with identical program runs shared between tests (they only read a Run).
+
+    `fresh=True` for a test that changes something outside the config (e.g. the clock).
+    """
+    if program is not None or mocks is not None or fresh:
+        return execute(config, secrets, base=base, program=program, aws_region=aws_region, mocks=mocks, stack=stack)
+    key = (tuple(sorted((config or {}).items())), tuple(sorted((secrets or {}).items())), base, aws_region, stack)
+    if key not in _cache:
+        _cache[key] = execute(config, secrets, base=base, aws_region=aws_region, stack=stack)
+    return _cache[key]
+
+
+def execute(
     config: dict[str, str] | None = None,
     secrets: dict[str, str] | None = None,
     *,

@@ -59,7 +59,7 @@ def test_token_keepers_follow_the_rotation_period(monkeypatch):
     tokens = []
     for now in (600 * 30 * day, 600 * 30 * day + 29 * day, 601 * 30 * day):
         monkeypatch.setattr(time, "time", lambda now=now: now)
-        run = harness.run()
+        run = harness.run(fresh=True)
         assert run.error is None, run.error
         tokens.append(run.resource("random:index/randomPassword:RandomPassword", "keys-token").props)
     assert tokens[0] == tokens[1]  # inside one period: no change, no new token
