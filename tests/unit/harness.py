@@ -268,26 +268,17 @@ def _resolve_outputs(stack: Any) -> dict[str, Output]:
 _cache: dict[tuple, Run] = {}
 
 
-def run(
-    config: dict[str, str] | None = None,
-    secrets: dict[str, str] | None = None,
-    *,
-    base: bool = True,
-    program: Callable[[], None] | None = None,
-    aws_region: str | None = REGION,
-    mocks: RobotMocks | None = None,
-    stack: str = "dev",
-    fresh: bool = False,
-) -> Run:
+def run(config: dict[str, str] | None = None, secrets: dict[str, str] | None = None, *, fresh: bool = False, **options: Any) -> Run:
     """`execute()`, with identical program runs shared between tests (they only read a Run).
 
-    `fresh=True` for a test that changes something outside the config (e.g. the clock).
+    `fresh=True` for a test that changes something outside the config (e.g. the clock); runs
+    of another program or with other mocks are never shared.
     """
-    if program is not None or mocks is not None or fresh:
-        return execute(config, secrets, base=base, program=program, aws_region=aws_region, mocks=mocks, stack=stack)
-    key = (tuple(sorted((config or {}).items())), tuple(sorted((secrets or {}).items())), base, aws_region, stack)
+    if fresh or options.get("program") is not None or options.get("mocks") is not None:
+        return execute(config, secrets, **options)
+    key = (tuple(sorted((config or {}).items())), tuple(sorted((secrets or {}).items())), tuple(sorted(options.items())))
     if key not in _cache:
-        _cache[key] = execute(config, secrets, base=base, aws_region=aws_region, stack=stack)
+        _cache[key] = execute(config, secrets, **options)
     return _cache[key]
 
 
