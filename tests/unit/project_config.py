@@ -21,6 +21,8 @@ def declaration(option: Option) -> dict:
             decl["default"] = str(option.default)
         else:
             decl["default"] = option.default
-    if option.secret:
+    # Optional secrets carry a default, which project config does not combine with "secret";
+    # settings.py refuses them in plain text instead.
+    if option.secret and option.required:
         decl["secret"] = True
     return decl
