@@ -26,7 +26,6 @@ Needs: wrk, nginx (Debian packages).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil

@@ -8,7 +8,6 @@ is allowed, before the program registers any resource: nothing is half-deployed 
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import ipaddress
 import json
@@ -123,9 +122,6 @@ class Settings:
         """Ports opened to allowedCidrs, in order."""
         return (80, 443, self.robot_port) if self.expose_robot_port else (80, 443)
 
-    def replace(self, **changes: Any) -> "Settings":
-        return dataclasses.replace(self, **changes)
-
 
 class _Reader:
     """Turns raw config strings into typed values, recording a problem per bad key."""
@@ -206,8 +202,12 @@ def _pattern(regex: str, allowed: str) -> Callable[[str], str | None]:
     return lambda v: None if compiled.fullmatch(v) else f"is not allowed; allowed: {allowed}"
 
 
-def parse(raw: Mapping[str, str], secret_keys: frozenset[str] = frozenset(), aws_region: str | None = "set") -> Settings:
-    """Validate raw config (keys without namespace, values as Pulumi holds them: strings)."""
+def parse(raw: Mapping[str, str], secret_keys: frozenset[str], aws_region: str | None) -> Settings:
+    """Validate raw config (keys without namespace, values as Pulumi holds them: strings).
+
+    secret_keys: the full names ("robot:apiKey") of keys stored encrypted; aws_region: the
+    aws:region config value (the AWS provider needs it).
+    """
     r = _Reader(raw)
     for key in sorted(set(raw) - set(OPTIONS_BY_KEY)):
         close = difflib.get_close_matches(key, list(OPTIONS_BY_KEY), n=1)

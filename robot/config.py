@@ -67,7 +67,7 @@ def _num(raw: Mapping[str, str], key: str, default, kind=float, minimum=None):
     try:
         parsed = kind(value)
     except ValueError:
-        raise ConfigError(f"{key} must be a {'integer' if kind is int else 'number'}, got {value!r}")
+        raise ConfigError(f"{key} must be a {'integer' if kind is int else 'number'}, got {value!r}") from None
     if minimum is not None and parsed < minimum:
         raise ConfigError(f"{key} must be >= {minimum}, got {value!r}")
     return parsed
@@ -198,7 +198,7 @@ class ConfigSource:
             return {}
         except OSError as exc:
             self.file_error = f"env file {self.env_file} cannot be read: {exc.strerror}"
-            raise ConfigError(self.file_error)
+            raise ConfigError(self.file_error) from exc
         self.file_error = None
         return parse_env_file(text)
 

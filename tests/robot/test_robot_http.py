@@ -4,7 +4,7 @@ import json
 import socket
 import time
 
-from robot_harness import TOKEN, request, wait_for
+from robot_harness import TOKEN
 
 
 def raw_exchange(port, data: bytes, read_until_close=True, timeout=5.0) -> bytes:

@@ -7,11 +7,12 @@ import harness
 from components import settings
 
 SECRET_KEYS = frozenset({"robot:apiKey", "robot:apiSecret"})
+REGION = "us-east-1"
 MINIMAL = {"allowedCidrs": '["203.0.113.0/24"]', "apiKey": "k", "apiSecret": "s"}
 
 
 def test_defaults_from_the_minimal_config():
-    s = settings.parse(MINIMAL, SECRET_KEYS)
+    s = settings.parse(MINIMAL, SECRET_KEYS, REGION)
     assert s.topology == "single"
     assert s.allowed_cidrs == ("203.0.113.0/24",)
     assert s.ssh_cidrs == ("203.0.113.0/24",)  # sshCidrs defaults to allowedCidrs
@@ -22,26 +23,26 @@ def test_defaults_from_the_minimal_config():
 
 
 def test_robot_port_can_stay_behind_nginx():
-    s = settings.parse(dict(MINIMAL, exposeRobotPort="false", basicAuth="true"), SECRET_KEYS)
+    s = settings.parse(dict(MINIMAL, exposeRobotPort="false", basicAuth="true"), SECRET_KEYS, REGION)
     assert s.ingress_ports == (80, 443) and s.basic_auth
 
 
 def test_pulumi_yaml_defaults_mean_unset():
     """The CLI injects Pulumi.yaml's defaults ("" and []) into config: they must parse as unset."""
     raw = dict(MINIMAL, sshCidrs="[]", subnetIds="[]", ami="", robotImage="", vpcId="", certificateArn="", vrrpAdvertInterval="0.1", instanceCount="2")
-    s = settings.parse(raw, SECRET_KEYS)
+    s = settings.parse(raw, SECRET_KEYS, REGION)
     assert s.ssh_cidrs == s.allowed_cidrs and s.ami is None and s.vpc_id is None and s.subnet_ids == ()
 
 
 def test_public_ssh_needs_the_explicit_opt_in():
     raw = dict(MINIMAL, sshCidrs='["0.0.0.0/0"]', allowPublicSsh="true")
-    assert settings.parse(raw, SECRET_KEYS).ssh_cidrs == ("0.0.0.0/0",)
+    assert settings.parse(raw, SECRET_KEYS, REGION).ssh_cidrs == ("0.0.0.0/0",)
 
 
 def test_all_problems_are_reported_in_one_error():
     raw = dict(MINIMAL, robotPort="22", os="windows", healthPath="health")
     with pytest.raises(settings.ConfigError) as err:
-        settings.parse(raw, SECRET_KEYS)
+        settings.parse(raw, SECRET_KEYS, REGION)
     assert len(err.value.problems) == 3
     for key in ("robot:robotPort", "robot:os", "robot:healthPath"):
         assert key in str(err.value)
