@@ -126,6 +126,7 @@ class Bootstrap(pulumi.ComponentResource):
             triggers=[args.instance_id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.wait]),
         )
+        # remote_path is then an existing directory, so each folder lands as STAGING/<name>.
         copied = pulumi.ResourceOptions(parent=self, depends_on=[self.staging])
         self.copies = [
             command.remote.CopyToRemote(
