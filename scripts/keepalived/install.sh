@@ -8,35 +8,29 @@
 # AWS_ENDPOINT_URL (local fakes, written into the failover program's config).
 set -euo pipefail
 
-log() { printf '[robot-keepalived] %s\n' "$*"; }
-die() { printf '[robot-keepalived] FAILED: %s\n' "$*" >&2; exit 1; }
-
 settings=""
 while (($#)); do
     case $1 in
         --settings) settings=${2:?--settings needs a file}; shift 2 ;;
-        *) die "usage: $0 --settings FILE" ;;
+        *) echo "usage: $0 --settings FILE" >&2; exit 2 ;;
     esac
 done
-[[ -r $settings ]] || die "settings file '$settings' not readable (pass --settings FILE)"
+[[ -n $settings ]] || { echo "usage: $0 --settings FILE" >&2; exit 2; }
+export ROBOT_SETTINGS=$settings
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-RENDER=$HERE/../render.py
-R=${ROBOT_ROOT:-}
-SKIP_SYSTEM=${ROBOT_SKIP_SYSTEM:-0}
-ROBOT_PYTHON=${ROBOT_PYTHON:-/opt/robot/app/venv/bin/python}
+# The bootstrap's shared paths, logging, settings loader and install helpers.
+# shellcheck source-path=SCRIPTDIR source=../lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+load_settings
+detect_os
+STEP=keepalived  # log lines read "[robot-bootstrap] keepalived: ..."
+
 KA_DIR=$R/etc/keepalived
-UNIT_DIR=$R/etc/systemd/system
-VIP_BIN=$R/opt/robot/bin
+VIP_BIN=$OPT_DIR/bin
 VIP_CONFIG=$KA_DIR/robot-vip.env
 VIP_RUN_DIR=$R/run/robot-vip
-VIP_LOG_DIR=$R/var/log/robot
+VIP_LOG_DIR=$LOG_DIR
 
-# Non-secret KEY=VALUE file written by the Pulumi program; values are shell-quoted.
-set -a
-# shellcheck disable=SC1090
-. "$settings"
-set +a
 for key in ROBOT_PAIR_ROLE ROBOT_SELF_IP ROBOT_PEER_IP ROBOT_VIP ROBOT_EIP_ALLOCATION_ID; do
     [[ -n ${!key:-} ]] || die "$key is not set in $settings (needed for the pair topology)"
 done
@@ -47,20 +41,11 @@ case $ROBOT_PAIR_ROLE in
 esac
 
 step_package() {
-    if command -v keepalived >/dev/null; then
-        log "package: keepalived $(keepalived --version 2>&1 | head -1 | cut -d' ' -f2) present"
-        return
+    if ! command -v keepalived >/dev/null; then
+        [[ $ROBOT_SKIP_SYSTEM == 1 ]] && die "keepalived is not installed (and ROBOT_SKIP_SYSTEM=1)"
+        install_packages keepalived
     fi
-    [[ $SKIP_SYSTEM == 1 ]] && die "keepalived is not installed (and ROBOT_SKIP_SYSTEM=1)"
-    log "package: installing keepalived"
-    if command -v apt-get >/dev/null; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q keepalived >/dev/null
-    elif command -v dnf >/dev/null; then
-        dnf install -y -q keepalived >/dev/null
-    else
-        die "no apt-get or dnf to install keepalived"
-    fi
+    log "package: keepalived $(keepalived --version 2>&1 | head -1 | cut -d' ' -f2) present"
 }
 
 step_interface() {
@@ -70,42 +55,32 @@ step_interface() {
     log "interface: $interface has $ROBOT_SELF_IP ($ROBOT_PAIR_ROLE, VRRP priority $priority)"
 }
 
-# render TEMPLATE DEST MODE: 0 if DEST changed.
-render() {
-    local out
-    out=$(python3 "$RENDER" "$HERE/templates/$1" "$2" --mode "$3" --settings "$settings" \
+# ka_render TEMPLATE DEST MODE: 0 if DEST changed (common.sh's render, with this node's values).
+ka_render() {
+    render "../keepalived/templates/$1" "$2" --mode "$3" \
         --set "VRRP_PRIORITY=$priority" --set "VRRP_INTERFACE=$interface" \
         --set "ROBOT_PYTHON=$ROBOT_PYTHON" --set "VIP_BIN=$VIP_BIN" --set "VIP_CONFIG=$VIP_CONFIG" \
         --set "VIP_RUN_DIR=$VIP_RUN_DIR" --set "VIP_LOG_DIR=$VIP_LOG_DIR" --set "VIP_LOG=$VIP_LOG_DIR/vip-failover.log" \
         --set "ROBOT_IMDS_ENDPOINT=${ROBOT_IMDS_ENDPOINT:-http://169.254.169.254}" \
         --set "AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL:-}" \
-        --set "ROBOT_PORT=${ROBOT_PORT:-18789}" --set "ROBOT_HEALTH_PATH=${ROBOT_HEALTH_PATH:-/health}" \
+        --set "ROBOT_PORT=$ROBOT_PORT" --set "ROBOT_HEALTH_PATH=$ROBOT_HEALTH_PATH" \
         --set "ROBOT_VRRP_ADVERT_INTERVAL=${ROBOT_VRRP_ADVERT_INTERVAL:-0.1}" \
-        --set "ROBOT_VRRP_ROUTER_ID=${ROBOT_VRRP_ROUTER_ID:-51}") || die "rendering $1 failed"
-    [[ $out == changed* ]]
-}
-
-# install_file SRC DEST MODE: 0 if DEST changed.
-install_file() {
-    if cmp -s "$1" "$2" && [[ $(stat -c %a "$2") == "${3#0}" ]]; then
-        return 1
-    fi
-    install -D -m "$3" "$1" "$2"
+        --set "ROBOT_VRRP_ROUTER_ID=${ROBOT_VRRP_ROUTER_ID:-51}"
 }
 
 step_files() {
     mkdir -p "$KA_DIR" "$VIP_BIN" "$VIP_RUN_DIR" "$VIP_LOG_DIR" "$UNIT_DIR/keepalived.service.d"
     changed=() restart_keepalived=0 reload_units=0
-    if render keepalived.conf "$KA_DIR/keepalived.conf" 0644; then changed+=(keepalived.conf) restart_keepalived=1; fi
-    if render robot-vip.env "$VIP_CONFIG" 0644; then changed+=(robot-vip.env) restart_keepalived=1; fi
-    if install_file "$HERE/vip_failover.py" "$VIP_BIN/robot-vip-failover" 0755; then
+    if ka_render keepalived.conf "$KA_DIR/keepalived.conf" 0644; then changed+=(keepalived.conf) restart_keepalived=1; fi
+    if ka_render robot-vip.env "$VIP_CONFIG" 0644; then changed+=(robot-vip.env) restart_keepalived=1; fi
+    if install_file "$SCRIPTS_DIR/keepalived/vip_failover.py" "$VIP_BIN/robot-vip-failover" 0755; then
         changed+=(robot-vip-failover) restart_keepalived=1 # keepalived runs it: a restart picks up new code
     fi
-    if render keepalived-robot.conf "$UNIT_DIR/keepalived.service.d/robot.conf" 0644; then
+    if ka_render keepalived-robot.conf "$UNIT_DIR/keepalived.service.d/robot.conf" 0644; then
         changed+=(keepalived.service.d/robot.conf) restart_keepalived=1 reload_units=1
     fi
     for unit in robot-vip-reconcile.service robot-vip-reconcile.timer; do
-        if render "$unit" "$UNIT_DIR/$unit" 0644; then changed+=("$unit") reload_units=1; fi
+        if ka_render "$unit" "$UNIT_DIR/$unit" 0644; then changed+=("$unit") reload_units=1; fi
     done
     if ((${#changed[@]})); then log "files: updated ${changed[*]}"; else log "files: all up to date"; fi
     # keepalived's own parser is the judge of the rendered config.
@@ -114,7 +89,7 @@ step_files() {
 }
 
 step_services() {
-    if [[ $SKIP_SYSTEM == 1 ]]; then
+    if [[ $ROBOT_SKIP_SYSTEM == 1 ]]; then
         log "services: skipped (ROBOT_SKIP_SYSTEM=1)"
         return
     fi
