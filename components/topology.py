@@ -47,10 +47,11 @@ class Common:
     deployer: DeployerKey
     sg: SecurityGroup
     lb_sg: SecurityGroup | None
+    ami_id: str  # looked up once for every node
 
     def node_args(self, subnet_id: str) -> RobotInstanceArgs:
         return RobotInstanceArgs(
-            ami_id=_image(self.settings),
+            ami_id=self.ami_id,
             instance_type=self.settings.instance_type,
             root_volume_gib=self.settings.root_volume_gib,
             subnet_id=subnet_id,
@@ -70,16 +71,18 @@ class Common:
     def ssh_user(self) -> str:
         return images.ssh_user(self.settings.os)
 
-    def outputs(self, entry_ip: pulumi.Input[str], instance_id: pulumi.Input[str], egress: list, login_ip: pulumi.Input[str]) -> dict:
+    def ssh_command(self, ip: pulumi.Input[str]) -> pulumi.Output[str]:
+        return pulumi.Output.concat("ssh -i robot-deployer.key ", self.ssh_user, "@", ip)
+
+    def outputs(self, base_url: pulumi.Input[str], instance_id: pulumi.Input[str], egress: list, login_ip: pulumi.Input[str]) -> dict:
         return {
-            "endpointUrl": pulumi.Output.concat("http://", entry_ip, "/api/v1/chat"),
-            "healthUrl": pulumi.Output.concat("http://", entry_ip, self.settings.health_path),
-            "publicIp": entry_ip,
+            "endpointUrl": pulumi.Output.concat(base_url, "/api/v1/chat"),
+            "healthUrl": pulumi.Output.concat(base_url, self.settings.health_path),
             "instanceId": instance_id,
             "secretArn": self.keys.secret_arn,
             "accessToken": self.keys.access_token,
             "egressIps": pulumi.Output.all(*egress),
-            "sshCommand": pulumi.Output.concat("ssh -i robot-deployer.key ", self.ssh_user, "@", login_ip),
+            "sshCommand": self.ssh_command(login_ip),
             "sshPrivateKey": self.deployer.private_key,
         }
 
@@ -128,7 +131,7 @@ def common(settings: Settings) -> Common:
             lb_security_group_id=lb_sg.id if lb_sg else None,
         ),
     )
-    return Common(settings, platform(), net, keys, deployer, sg, lb_sg)
+    return Common(settings, platform(), net, keys, deployer, sg, lb_sg, _image(settings))
 
 
 def _bootstrapped_node(c: Common, name: str, subnet_id: str) -> RobotInstance:
@@ -150,7 +153,8 @@ def _bootstrapped_node(c: Common, name: str, subnet_id: str) -> RobotInstance:
 
 def single(c: Common) -> dict:
     node = _bootstrapped_node(c, "robot", c.net.subnet_ids[0])
-    return c.outputs(node.public_ip, node.instance_id, [node.public_ip], node.public_ip)
+    outputs = c.outputs(pulumi.Output.concat("http://", node.public_ip), node.instance_id, [node.public_ip], node.public_ip)
+    return {**outputs, "publicIp": node.public_ip}
 
 
 def balanced(c: Common) -> dict:
@@ -170,17 +174,9 @@ def balanced(c: Common) -> dict:
             ddos_window_seconds=c.settings.ddos_window_seconds,
         ),
     )
-    outputs = c.outputs(lb.dns_name, nodes[0].instance_id, [n.public_ip for n in nodes], nodes[0].public_ip)
-    outputs.update(
-        {
-            "endpointUrl": pulumi.Output.concat(lb.base_url, "/api/v1/chat"),
-            "healthUrl": pulumi.Output.concat(lb.base_url, c.settings.health_path),
-            "loadBalancerDnsName": lb.dns_name,
-            "instanceIds": pulumi.Output.all(*[n.instance_id for n in nodes]),
-        }
-    )
-    del outputs["publicIp"]  # an ALB has no fixed address: use loadBalancerDnsName
-    return outputs
+    outputs = c.outputs(lb.base_url, nodes[0].instance_id, [n.public_ip for n in nodes], nodes[0].public_ip)
+    # An ALB has no fixed address: its DNS name stands where the other topologies export publicIp.
+    return {**outputs, "loadBalancerDnsName": lb.dns_name, "instanceIds": pulumi.Output.all(*[n.instance_id for n in nodes])}
 
 
 def pair(c: Common) -> dict:
@@ -200,16 +196,17 @@ def pair(c: Common) -> dict:
         ),
     )
     primary, backup = vip.nodes["primary"], vip.nodes["backup"]
-    outputs = c.outputs(vip.public_ip, primary.instance_id, [primary.public_ip, backup.public_ip], primary.public_ip)
-    outputs.update(
-        {
-            "vip": vip.vip,
-            "backupInstanceId": backup.instance_id,
-            "nodePublicIps": pulumi.Output.all(primary.public_ip, backup.public_ip),
-            "backupSshCommand": pulumi.Output.concat("ssh -i robot-deployer.key ", c.ssh_user, "@", backup.public_ip),
-        }
+    outputs = c.outputs(
+        pulumi.Output.concat("http://", vip.public_ip), primary.instance_id, [primary.public_ip, backup.public_ip], primary.public_ip
     )
-    return outputs
+    return {
+        **outputs,
+        "publicIp": vip.public_ip,
+        "vip": vip.vip,
+        "backupInstanceId": backup.instance_id,
+        "nodePublicIps": pulumi.Output.all(primary.public_ip, backup.public_ip),
+        "backupSshCommand": c.ssh_command(backup.public_ip),
+    }
 
 
 TOPOLOGIES = {"single": single, "pair": pair, "balanced": balanced}

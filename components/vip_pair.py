@@ -9,6 +9,7 @@ here and no later `pulumi up` (with or without --refresh) moves them back.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -44,20 +45,17 @@ class VipPair(pulumi.ComponentResource):
         super().__init__("robot:aws:VipPair", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         addresses = pair_addresses(args.subnet_cidr)
-        self.addresses = addresses
         ips = {"primary": addresses.primary, "backup": addresses.backup}
 
         self.nodes: dict[str, RobotInstance] = {}
         for role in ROLES:
-            node_args = RobotInstanceArgs(
-                **{
-                    **vars(args.node),
-                    "role": role,
-                    "private_ip": ips[role],
-                    # The VIP starts on the primary; both ignore where AWS reports it later.
-                    "secondary_private_ips": [addresses.vip] if role == "primary" else [],
-                    "vip_movable": True,
-                }
+            node_args = dataclasses.replace(
+                args.node,
+                role=role,
+                private_ip=ips[role],
+                # The VIP starts on the primary; both ignore where AWS reports it later.
+                secondary_private_ips=[addresses.vip] if role == "primary" else [],
+                vip_movable=True,
             )
             self.nodes[role] = RobotInstance(f"{name}-{role}", node_args, opts=child)
         primary, backup = self.nodes["primary"], self.nodes["backup"]
