@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import os
 import runpy
+import shlex
 import string
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -252,6 +253,13 @@ class Run:
 
     def children(self, parent: Registration) -> list[Registration]:
         return [r for r in self.registrations if r.parent == parent.urn]
+
+
+def settings_env(run: "Run", bootstrap: str) -> dict[str, str]:
+    """The settings.env a Bootstrap ships (its run step's third trigger), values unquoted."""
+    text = run.resource("command:remote:Command", f"{bootstrap}-run").props["triggers"][2]
+    pairs = (line.split("=", 1) for line in text.splitlines())
+    return {key: (shlex.split(value) or [""])[0] for key, value in pairs}
 
 
 def _resolve_outputs(stack: Any) -> dict[str, Output]:

@@ -1,7 +1,6 @@
 """The Bootstrap component: ordering, triggers, the connection, and no secret on the wire."""
 
 import os
-import shlex
 import shutil
 
 import harness
@@ -79,10 +78,8 @@ def test_triggers_cover_files_settings_secret_version_and_instance():
 
 def test_settings_file_is_the_host_contract_without_secrets():
     run = _run({"basicAuth": "true", "exposeRobotPort": "false"})
-    final = run.resource(COMMAND, "robot-bootstrap-run")
-    text = final.props["triggers"][2]
-    values = dict(line.split("=", 1) for line in text.splitlines())
-    values = {k: shlex.split(v)[0] if v else "" for k, v in values.items()}
+    text = run.resource(COMMAND, "robot-bootstrap-run").props["triggers"][2]
+    values = harness.settings_env(run, "robot-bootstrap")
     secret_arn = run.resource("aws:secretsmanager/secret:Secret").state["arn"]
     assert values["ROBOT_SECRET_ID"] == secret_arn
     assert values["ROBOT_PORT"] == "18789" and values["ROBOT_HEALTH_PATH"] == "/health"

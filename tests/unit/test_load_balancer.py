@@ -88,8 +88,7 @@ def test_nodes_take_web_traffic_from_the_load_balancer_only():
 
 def test_nginx_trusts_forwarded_addresses_from_the_vpc_only():
     run = _run()
-    final = run.resource("command:remote:Command", "robot-0-bootstrap-run")
-    values = dict(line.split("=", 1) for line in final.props["triggers"][2].splitlines())
+    values = harness.settings_env(run, "robot-0-bootstrap")
     assert values["ROBOT_TRUSTED_PROXIES"] == "172.31.0.0/16"
     assert values["ROBOT_TOPOLOGY"] == "balanced"
     single = harness.run().resource("command:remote:Command", "robot-bootstrap-run")

@@ -122,7 +122,7 @@ def test_each_node_is_bootstrapped_with_its_own_view_of_the_pair():
     seen = {}
     for role, peer in (("primary", "backup"), ("backup", "primary")):
         final = run.resource("command:remote:Command", f"pair-{role}-bootstrap-run")
-        values = dict(line.split("=", 1) for line in final.props["triggers"][2].splitlines())
+        values = harness.settings_env(run, f"pair-{role}-bootstrap")
         assert values["ROBOT_TOPOLOGY"] == "pair" and values["ROBOT_PAIR_ROLE"] == role
         assert values["ROBOT_SELF_IP"] == nodes[f"pair-{role}-instance"].props["privateIp"]
         assert values["ROBOT_PEER_IP"] == nodes[f"pair-{peer}-instance"].props["privateIp"]
