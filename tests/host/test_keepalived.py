@@ -66,6 +66,20 @@ def assert_moved_to(pair: Pair, node: Node, assigned: bool) -> None:
     assert emulator_has_vip(pair, node)
 
 
+def started_and_settled(pair: Pair) -> tuple[Node, Node, bool, float]:
+    """Start the pair, wait until it has settled, clear the call record: the moment before an event.
+
+    Returns the master, the backup, whether the backup still needs an assign call (see
+    assert_moved_to), and the event's start time.
+    """
+    pair.start()
+    master = pair.wait_settled()
+    backup = pair.peer(master)
+    assign_due = not emulator_has_vip(pair, backup)
+    pair.aws.reset_calls()
+    return master, backup, assign_due, time.time()
+
+
 def wait_takeover(pair: Pair, node: Node, since: float) -> None:
     wait_for(lambda: pair.owners() == {node.name} and node.done_after(since), timeout=20, interval=0.05,
              what=f"{node.name} owns the VIP alone and finished the AWS calls")
@@ -109,12 +123,7 @@ def test_units_and_install_script_pass_their_tools(pair):
 
 
 def test_kill9_of_the_master_moves_vip_to_the_backup_in_os_and_aws(pair):
-    pair.start()
-    master = pair.wait_settled()
-    backup = pair.peer(master)
-    assign_due = not emulator_has_vip(pair, backup)
-    pair.aws.reset_calls()
-    since = time.time()
+    master, backup, assign_due, since = started_and_settled(pair)
     pair.signal_keepalived(master, signal.SIGKILL)
     wait_for(lambda: backup.has_vip() and backup.done_after(since), timeout=20, interval=0.05, what="backup took over")
     assert_moved_to(pair, backup, assign_due)
@@ -129,12 +138,7 @@ def test_kill9_of_the_master_moves_vip_to_the_backup_in_os_and_aws(pair):
 
 
 def test_robot_health_failure_demotes_the_master_and_restore_leaves_one_owner(pair):
-    pair.start()
-    master = pair.wait_settled()
-    backup = pair.peer(master)
-    assign_due = not emulator_has_vip(pair, backup)
-    pair.aws.reset_calls()
-    since = time.time()
+    master, backup, assign_due, since = started_and_settled(pair)
     pair.stop_health(master)
     wait_takeover(pair, backup, since)
     wait_for(lambda: master.state() == "FAULT", timeout=10, what="old master in FAULT")
