@@ -29,6 +29,16 @@ SECRET = {
 }
 
 
+def node_client_and_aws(lab: Lab) -> tuple:
+    """The node and client namespaces, and the emulated Secrets Manager holding SECRET (its ARN)."""
+    node_host = lab.add_host("node", NODE_IP)
+    client = lab.add_host("client", CLIENT_IP)
+    aws = AwsEmulator(lab.add_host("aws", AWS_IP))
+    aws.start()
+    arn = aws.client("secretsmanager").create_secret(Name="robot/api-keys", SecretString=json.dumps(SECRET))["ARN"]
+    return node_host, client, aws, arn
+
+
 @pytest.fixture
 def node_dir():
     """A temp dir the robot (running as nobody) can reach, unlike pytest's 0700 tmp_path."""
@@ -77,11 +87,7 @@ def status_of_new_connection(forwarded_for: str = "") -> int:
 def test_node_serves_through_nginx_and_second_bootstrap_changes_nothing(node_dir, basic_auth):
     require_root()
     with Lab() as lab:
-        node_host = lab.add_host("node", NODE_IP)
-        client = lab.add_host("client", CLIENT_IP)
-        aws = AwsEmulator(lab.add_host("aws", AWS_IP))
-        aws.start()
-        arn = aws.client("secretsmanager").create_secret(Name="robot/api-keys", SecretString=json.dumps(SECRET))["ARN"]
+        node_host, client, aws, arn = node_client_and_aws(lab)
         node = Node(
             node_dir,
             settings={"ROBOT_SECRET_ID": arn, "ROBOT_BASIC_AUTH": str(basic_auth).lower(),
@@ -150,11 +156,7 @@ def test_limits_key_on_the_client_behind_the_load_balancer_and_selfcheck_names_t
     pointing at the robot."""
     require_root()
     with Lab() as lab:
-        node_host = lab.add_host("node", NODE_IP)
-        alb = lab.add_host("client", CLIENT_IP)
-        aws = AwsEmulator(lab.add_host("aws", AWS_IP))
-        aws.start()
-        arn = aws.client("secretsmanager").create_secret(Name="robot/api-keys", SecretString=json.dumps(SECRET))["ARN"]
+        node_host, alb, aws, arn = node_client_and_aws(lab)  # the client namespace plays the ALB
         node = Node(node_dir, settings={"ROBOT_SECRET_ID": arn, "ROBOT_TOPOLOGY": "balanced",
                                         "ROBOT_TRUSTED_PROXIES": f"{CLIENT_IP}/32", "ROBOT_DDOS_CONN_PER_IP": str(CONN_LIMIT)},
                     env={**CREDENTIALS, "AWS_ENDPOINT_URL": aws.endpoint})
