@@ -25,10 +25,7 @@ export ROBOT_SOURCE
 
 # Keep a copy of the settings where steps and init_token.sh find them later.
 if [[ -n ${settings_arg:-} ]]; then
-    mkdir -p "$ETC_ROBOT"
-    if ! cmp -s "$settings_arg" "$ROBOT_SETTINGS"; then
-        install -m 0644 "$settings_arg" "$ROBOT_SETTINGS"
-    fi
+    install_file "$settings_arg" "$ROBOT_SETTINGS" 0644 || true  # 1 = already identical
 fi
 load_settings
 
