@@ -6,21 +6,16 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+
+from bench.run import free_port  # noqa: F401  (re-exported for the robot tests)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKEN = "test-token-0123456789abcdefABCDEF"
 API_KEY = "sk-test-key-1"
 API_SECRET = "test-secret-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
