@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import sys
 import tempfile
 import urllib.parse
@@ -33,7 +34,9 @@ class AwsEmulator:
     def __init__(self, host: Host):
         self.host = host
         self.endpoint = f"http://{host.address}:{PORT}"
-        self._recording = os.path.join(tempfile.mkdtemp(prefix="moto-rec-"), "recording.jsonl")
+        recordings = tempfile.mkdtemp(prefix="moto-rec-")
+        host.lab.add_cleanup(lambda: shutil.rmtree(recordings, ignore_errors=True))
+        self._recording = os.path.join(recordings, "recording.jsonl")
 
     def start(self) -> None:
         moto_server = os.path.join(os.path.dirname(sys.executable), "moto_server")

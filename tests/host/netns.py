@@ -110,6 +110,7 @@ class Lab:
         self.hosts: dict[str, Host] = {}
         self._procs: list[subprocess.Popen] = []
         self._netns: list[str] = []
+        self._cleanups: list[Callable[[], None]] = []
 
     def __enter__(self) -> "Lab":
         self._add_netns(self.hub)
@@ -141,6 +142,10 @@ class Lab:
         self.hosts[name] = host
         return host
 
+    def add_cleanup(self, fn: Callable[[], None]) -> None:
+        """Run fn when the lab closes, after its processes have ended (e.g. remove temp files)."""
+        self._cleanups.append(fn)
+
     def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
         """End one process we started (its whole process group), by PID."""
         if proc.poll() is not None:
@@ -159,6 +164,9 @@ class Lab:
         for proc in reversed(self._procs):
             self.stop(proc)
         self._procs.clear()
+        for fn in reversed(self._cleanups):
+            fn()
+        self._cleanups.clear()
         for name in reversed(self._netns):
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self._netns.clear()

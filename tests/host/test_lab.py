@@ -1,5 +1,6 @@
 """The lab itself: hosts reach each other over the bridge, and the emulator records calls."""
 
+import os
 import socket
 
 from aws_emulator import AwsEmulator
@@ -20,3 +21,4 @@ def test_hosts_reach_each_other_and_emulator_records_calls():
         # namespaces are isolated: the root namespace has no route to the lab
         assert "10.77.0.11" not in socket.gethostbyname_ex(socket.gethostname())[2]
     assert lab._netns == []
+    assert not os.path.exists(os.path.dirname(aws._recording))  # the call record went with the lab
